@@ -1,0 +1,187 @@
+"""Typed access to params.yaml: one loader, one error message format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ParamsError
+
+PARAMS_FILE = "params.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Section):
+    ingested: Path
+    validated: Path
+    validation_report: Path
+    train: Path
+    test: Path
+    model: Path
+    model_info: Path
+    metrics: Path
+    slices: Path
+    gate: Path
+    confusion: Path
+    roc: Path
+
+
+class Ingest(_Section):
+    source: str
+    format: Literal["auto", "csv", "parquet"] = "auto"
+
+
+class Column(_Section):
+    kind: Literal["numeric", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    nullable: bool = False
+
+    @model_validator(mode="after")
+    def _bounds_fit_kind(self) -> Column:
+        if self.kind == "numeric" and self.allowed is not None:
+            raise ValueError("'allowed' applies to categorical columns; use min/max for numeric ones")
+        if self.kind == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError("min/max apply to numeric columns; use 'allowed' for categorical ones")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class DataContract(_Section):
+    id_column: str | None = None
+    label: str
+    columns: dict[str, Column] = Field(min_length=1)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.kind == "categorical"]
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.columns)
+
+
+class Featurize(_Section):
+    test_size: float = Field(gt=0, lt=1)
+    seed: int = 0
+
+
+class Search(_Section):
+    method: Literal["grid", "random"] = "grid"
+    n_iter: int = Field(default=10, ge=1)
+    cv_folds: int = Field(default=3, ge=2)
+    scoring: str = "roc_auc"
+    space: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Train(_Section):
+    estimator: Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
+    seed: int = 0
+    search: Search = Search()
+
+
+class Bound(_Section):
+    min: float | None = None
+    max: float | None = None
+
+    def violation(self, value: float) -> str | None:
+        """Why `value` breaks this bound, or None when it holds."""
+        if self.min is not None and value < self.min:
+            return f"{value:.4f} is below the minimum {self.min}"
+        if self.max is not None and value > self.max:
+            return f"{value:.4f} is above the maximum {self.max}"
+        return None
+
+
+class SliceGap(_Section):
+    metric: str = "roc_auc"
+    max: float = Field(ge=0)
+
+
+class Evaluate(_Section):
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+    criteria: dict[str, Bound] = Field(min_length=1)
+    slice_by: list[str] = Field(default_factory=list)
+    min_slice_size: int = Field(default=30, ge=1)
+    max_slice_gap: SliceGap | None = None
+
+
+class Register(_Section):
+    model_name: str
+    alias: str = "challenger"
+
+
+class Mlflow(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str
+
+
+class Params(_Section):
+    """Everything in params.yaml; `root` is the folder the relative paths start from."""
+
+    root: Path = Path(".")
+    paths: Paths
+    ingest: Ingest
+    data: DataContract
+    featurize: Featurize
+    train: Train
+    evaluate: Evaluate
+    register: Register
+    mlflow: Mlflow
+
+    @model_validator(mode="after")
+    def _slices_are_columns(self) -> Params:
+        unknown = [c for c in self.evaluate.slice_by if c not in self.data.columns]
+        if unknown:
+            raise ValueError(
+                f"evaluate.slice_by names {unknown}, which are not in data.columns "
+                f"({', '.join(self.data.columns)})"
+            )
+        return self
+
+    def path(self, name: str) -> Path:
+        """Absolute path of one entry of the `paths` section."""
+        return self.root / getattr(self.paths, name)
+
+    def source(self) -> str:
+        """The ingest source: a URL as written, a local path made absolute."""
+        src = self.ingest.source
+        return src if "://" in src else str(self.root / src)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in ("function-after",)) or "(top level)"
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and check params.yaml; raise ParamsError naming the wrong field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run from the project root or pass --params PATH") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of sections (paths, ingest, data, ...)")
+    try:
+        return Params(root=path.resolve().parent, **raw)
+    except ValidationError as exc:
+        lines = [
+            f"  {_field_name(err['loc'])}: {err['msg']}"
+            + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else "")
+            for err in exc.errors()
+        ]
+        raise ParamsError(f"{path} has {len(lines)} invalid field(s):\n" + "\n".join(lines)) from None

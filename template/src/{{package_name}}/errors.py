@@ -1,0 +1,17 @@
+"""Errors the command line turns into a message and an exit code (no traceback)."""
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing or wrong; the message names the field and the fix."""
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or of an unknown format."""
+
+
+class ContractViolation(ValueError):
+    """The data breaks the contract; the report names columns, checks and rows."""
+
+
+class GateFailed(RuntimeError):
+    """The evaluated model does not meet the success criteria; nothing was registered."""

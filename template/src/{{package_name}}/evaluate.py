@@ -1,0 +1,137 @@
+"""Evaluate stage: held-out metrics, the slice (bias) report, and the success-criteria gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from .config import Params
+from .errors import ParamsError
+from .files import read_json, read_table, write_json
+from .tracking import configure
+from .train import split_xy
+
+# name -> f(y_true, predicted label, predicted probability of the positive class)
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
+    "accuracy": lambda y, pred, prob: skm.accuracy_score(y, pred),
+    "precision": lambda y, pred, prob: skm.precision_score(y, pred, zero_division=0),
+    "recall": lambda y, pred, prob: skm.recall_score(y, pred, zero_division=0),
+    "f1": lambda y, pred, prob: skm.f1_score(y, pred, zero_division=0),
+    "roc_auc": lambda y, pred, prob: skm.roc_auc_score(y, prob),
+    "average_precision": lambda y, pred, prob: skm.average_precision_score(y, prob),
+    "brier": lambda y, pred, prob: skm.brier_score_loss(y, prob),
+}
+NEEDS_BOTH_CLASSES = {"roc_auc", "average_precision"}
+
+
+def score(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every metric in METRICS that is defined for these labels."""
+    pred = (prob >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        name: round(float(fn(y, pred, prob)), 6)
+        for name, fn in METRICS.items()
+        if both or name not in NEEDS_BOTH_CLASSES
+    }
+
+
+def slice_report(frame: pd.DataFrame, y: np.ndarray, prob: np.ndarray, params: Params) -> list[dict[str, Any]]:
+    """Metrics per value of each slice_by column (the bias report)."""
+    rows = []
+    for column in params.evaluate.slice_by:
+        values = frame[column].astype("string").fillna("(missing)").to_numpy()
+        for value in sorted(set(values)):
+            mask = values == value
+            rows.append(
+                {
+                    "slice": column,
+                    "value": str(value),
+                    "rows": int(mask.sum()),
+                    "positive_rate": round(float(y[mask].mean()), 6),
+                    **score(y[mask], prob[mask], params.evaluate.decision_threshold),
+                }
+            )
+    return rows
+
+
+def gate(overall: dict[str, float], slices: list[dict[str, Any]], params: Params) -> list[str]:
+    """Why the model fails the success criteria; empty when it passes."""
+    failures = []
+    for name, bound in params.evaluate.criteria.items():
+        problem = bound.violation(overall[name])
+        if problem:
+            failures.append(f"{name} {problem} (evaluate.criteria.{name})")
+    gap = params.evaluate.max_slice_gap
+    if gap:
+        for column in params.evaluate.slice_by:
+            scored = [
+                s for s in slices
+                if s["slice"] == column and s["rows"] >= params.evaluate.min_slice_size and gap.metric in s
+            ]
+            if len(scored) < 2:
+                continue
+            worst = min(scored, key=lambda s: s[gap.metric])
+            best = max(scored, key=lambda s: s[gap.metric])
+            spread = best[gap.metric] - worst[gap.metric]
+            if spread > gap.max:
+                failures.append(
+                    f"{gap.metric} differs by {spread:.4f} across {column} slices "
+                    f"({best['value']} {best[gap.metric]:.4f} vs {worst['value']} {worst[gap.metric]:.4f}), "
+                    f"above evaluate.max_slice_gap.max {gap.max}"
+                )
+    return failures
+
+
+def check_criteria_names(params: Params) -> None:
+    names = set(params.evaluate.criteria)
+    if params.evaluate.max_slice_gap:
+        names.add(params.evaluate.max_slice_gap.metric)
+    unknown = sorted(names - set(METRICS))
+    if unknown:
+        raise ParamsError(f"evaluate names unknown metric(s) {unknown}; known metrics: {', '.join(METRICS)}")
+
+
+def write_plots(y: np.ndarray, prob: np.ndarray, params: Params) -> None:
+    """CSV data for DVC plots: the confusion matrix and the ROC curve."""
+    pred = (prob >= params.evaluate.decision_threshold).astype(int)
+    confusion = params.path("confusion")
+    confusion.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"actual": y, "predicted": pred}).to_csv(confusion, index=False)
+    fpr, tpr, thresholds = skm.roc_curve(y, prob)
+    roc = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thresholds, 0, 1)})
+    roc.round(6).to_csv(params.path("roc"), index=False)
+
+
+def main(params: Params) -> str:
+    check_criteria_names(params)
+    test = read_table(params.path("test"))
+    features, label = split_xy(test, params)
+    model = mlflow.sklearn.load_model(str(params.path("model")))
+    prob = model.predict_proba(features)[:, 1]
+    y = label.to_numpy()
+
+    overall = score(y, prob, params.evaluate.decision_threshold)
+    slices = slice_report(features, y, prob, params)
+    failures = gate(overall, slices, params)
+    info = read_json(params.path("model_info"), "train")
+
+    write_json({**overall, "rows": len(test)}, params.path("metrics"))
+    write_json(slices, params.path("slices"))
+    write_json({"passed": not failures, "failures": failures, "run_id": info["run_id"]}, params.path("gate"))
+    write_plots(y, prob, params)
+
+    configure(params)
+    with mlflow.start_run(run_id=info["run_id"]):
+        mlflow.log_metrics({f"test_{name}": value for name, value in overall.items()})
+        mlflow.set_tag("gate", "passed" if not failures else "failed")
+        for name in ("metrics", "slices", "gate", "confusion", "roc"):
+            mlflow.log_artifact(str(params.path(name)), artifact_path="evaluation")
+
+    verdict = "meets the success criteria" if not failures else "FAILS the success criteria:\n  " + "\n  ".join(failures)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if k in params.evaluate.criteria)
+    return f"held-out {shown}; model {verdict}"

@@ -1,0 +1,61 @@
+"""Reading and writing the pipeline's tables and JSON reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError
+
+
+def table_format(location: str, declared: str = "auto") -> str:
+    """csv or parquet, from the declared format or the file extension."""
+    if declared != "auto":
+        return declared
+    suffixes = [s.lower() for s in Path(location.split("?")[0]).suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if ".csv" in suffixes:
+        return "csv"
+    raise DataError(
+        f"cannot tell the format of {location}: name it *.csv or *.parquet, "
+        "or set ingest.format in params.yaml"
+    )
+
+
+def read_table(location: str | Path, declared: str = "auto") -> pd.DataFrame:
+    """A CSV or Parquet file, local or remote (s3://... through fsspec)."""
+    location = str(location)
+    fmt = table_format(location, declared)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(location)
+        return pd.read_csv(location, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(
+            f"{location} does not exist: run `dvc pull` (or `make data`), or fix ingest.source in params.yaml"
+        ) from None
+    except ImportError as exc:
+        raise DataError(f"reading {location} needs an optional package: {exc}") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{location} is not a readable {fmt} file: {exc}") from None
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def write_json(data: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path, produced_by: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist: run the {produced_by} stage first (dvc repro)") from None

@@ -1,0 +1,55 @@
+"""Where a model comes from: the git commit and the DVC hash of its data."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .config import Params
+
+UNKNOWN = "unknown"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def git_commit(root: Path) -> str:
+    return _git(root, "rev-parse", "HEAD") or UNKNOWN
+
+
+def git_dirty(root: Path) -> bool:
+    """True when tracked files differ from the commit (the model may not be reproducible from it)."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return bool(status)
+
+
+def data_hash(params: Params) -> str:
+    """The hash DVC recorded for the ingest source in dvc.lock, else the file's own md5."""
+    lock = params.root / "dvc.lock"
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+        for dep in stages.get("ingest", {}).get("deps", []):
+            if dep.get("path") == params.ingest.source:
+                return str(dep.get("md5") or dep.get("etag") or dep.get("checksum") or UNKNOWN)
+    source = Path(params.source())
+    if source.is_file():
+        return hashlib.md5(source.read_bytes(), usedforsecurity=False).hexdigest()
+    return UNKNOWN
+
+
+def lineage_tags(params: Params) -> dict[str, str]:
+    """Tags recorded on the training run and on the registered model version."""
+    return {
+        "git_commit": git_commit(params.root),
+        "git_dirty": str(git_dirty(params.root)).lower(),
+        "data_source": params.ingest.source,
+        "dvc_data_hash": data_hash(params),
+    }

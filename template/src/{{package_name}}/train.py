@@ -1,0 +1,109 @@
+"""Train stage: hyperparameter search over a scikit-learn pipeline, tracked in MLflow."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+from sklearn.pipeline import Pipeline
+
+from .config import Params, Train
+from .errors import ParamsError
+from .featurize import build_preprocessor
+from .files import read_table, write_json
+from .lineage import lineage_tags
+from .tracking import configure
+
+ESTIMATORS: dict[str, type[BaseEstimator]] = {
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+    "random_forest": RandomForestClassifier,
+    "logistic_regression": LogisticRegression,
+}
+
+
+def make_estimator(train: Train) -> BaseEstimator:
+    estimator = ESTIMATORS[train.estimator]()
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=train.seed)
+    return estimator
+
+
+def build_search(params: Params) -> GridSearchCV | RandomizedSearchCV:
+    """The model pipeline (features + estimator) wrapped in the configured search."""
+    estimator = make_estimator(params.train)
+    known = estimator.get_params()
+    unknown = sorted(set(params.train.search.space) - set(known))
+    if unknown:
+        raise ParamsError(
+            f"train.search.space has {unknown}, which {type(estimator).__name__} does not take; "
+            f"valid names: {', '.join(sorted(k for k in known if '__' not in k))}"
+        )
+    pipeline = Pipeline([("features", build_preprocessor(params.data)), ("model", estimator)])
+    space = {f"model__{name}": values for name, values in params.train.search.space.items()}
+    search = params.train.search
+    if search.method == "random":
+        return RandomizedSearchCV(
+            pipeline, space, n_iter=search.n_iter, cv=search.cv_folds, scoring=search.scoring,
+            random_state=params.train.seed, refit=True,
+        )
+    return GridSearchCV(pipeline, space, cv=search.cv_folds, scoring=search.scoring, refit=True)
+
+
+def split_xy(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.Series]:
+    return frame[params.data.features], frame[params.data.label].astype(int)
+
+
+def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{key}": value for key, value in values.items()}
+
+
+def main(params: Params) -> str:
+    features, label = split_xy(read_table(params.path("train")), params)
+    search = build_search(params)
+    configure(params)
+    with mlflow.start_run(run_name=f"train-{params.train.estimator}") as run:
+        mlflow.set_tags({**lineage_tags(params), "stage": "train"})
+        mlflow.log_params(
+            {
+                "estimator": params.train.estimator,
+                "search.method": params.train.search.method,
+                "search.cv_folds": params.train.search.cv_folds,
+                "search.scoring": params.train.search.scoring,
+                "rows.train": len(features),
+                **_flat("space", params.train.search.space),
+            }
+        )
+        search.fit(features, label)
+        best = search.best_estimator_
+        best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+        mlflow.log_params(_flat("best", best_params))
+        mlflow.log_metric(f"cv_{params.train.search.scoring}", float(search.best_score_))
+
+        example = features.dropna().head(3)
+        signature = infer_signature(example, best.predict(example))
+        model_dir = params.path("model")
+        shutil.rmtree(model_dir, ignore_errors=True)
+        mlflow.sklearn.save_model(best, model_dir, signature=signature, input_example=example)
+        logged = mlflow.sklearn.log_model(best, name="model", signature=signature, input_example=example)
+
+    write_json(
+        {
+            "run_id": run.info.run_id,
+            "model_uri": logged.model_uri,
+            "estimator": params.train.estimator,
+            "best_params": best_params,
+            f"cv_{params.train.search.scoring}": float(search.best_score_),
+        },
+        params.path("model_info"),
+    )
+    return (
+        f"best {params.train.estimator} {best_params}: cv {params.train.search.scoring} "
+        f"{search.best_score_:.4f}; MLflow run {run.info.run_id} -> {params.paths.model}"
+    )
