@@ -138,7 +138,8 @@ class Params(_Section):
     featurize: Featurize
     train: Train
     evaluate: Evaluate
-    register: Register
+    # `register` would shadow BaseModel.register; the YAML key stays the stage name.
+    registry: Register = Field(alias="register")
     mlflow: Mlflow
 
     @model_validator(mode="after")

@@ -47,7 +47,7 @@ def main(params: Params) -> str:
     metrics = read_json(params.path("metrics"), "evaluate")
     configure(params)
     client = MlflowClient()
-    name, alias = params.register.model_name, params.register.alias
+    name, alias = params.registry.model_name, params.registry.alias
     version = _existing_version(client, name, info["run_id"])
     reused = version is not None
     if version is None:

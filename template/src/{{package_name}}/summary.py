@@ -22,10 +22,10 @@ def registered_version(params: Params) -> str:
 
     configure(params)
     try:
-        version = MlflowClient().get_model_version_by_alias(params.register.model_name, params.register.alias)
+        version = MlflowClient().get_model_version_by_alias(params.registry.model_name, params.registry.alias)
     except MlflowException:
-        return f"none with alias '{params.register.alias}' yet (run `make register`)"
-    return f"{params.register.model_name} version {version.version} (alias '{params.register.alias}', run {version.run_id})"
+        return f"none with alias '{params.registry.alias}' yet (run `make register`)"
+    return f"{params.registry.model_name} version {version.version} (alias '{params.registry.alias}', run {version.run_id})"
 
 
 def main(params: Params) -> str:

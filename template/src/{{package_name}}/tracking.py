@@ -21,6 +21,9 @@ def tracking_uri(params: Params) -> str:
 
 def configure(params: Params) -> str:
     """Point MLflow at the tracking store and select the project's experiment; return the URI."""
+    # Models carry their own pinned requirements (train.serving_requirements), not
+    # the project's uv.lock, which holds the whole development environment.
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+from importlib.metadata import version
 from typing import Any
 
 import mlflow
@@ -20,6 +22,8 @@ from .featurize import build_preprocessor
 from .files import read_table, write_json
 from .lineage import lineage_tags
 from .tracking import configure
+
+logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
@@ -60,6 +64,10 @@ def split_xy(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.Seri
     return frame[params.data.features], frame[params.data.label].astype(int)
 
 
+def serving_requirements() -> list[str]:
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
+
+
 def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in values.items()}
 
@@ -90,8 +98,17 @@ def main(params: Params) -> str:
         signature = infer_signature(example, best.predict(example))
         model_dir = params.path("model")
         shutil.rmtree(model_dir, ignore_errors=True)
-        mlflow.sklearn.save_model(best, model_dir, signature=signature, input_example=example)
-        logged = mlflow.sklearn.log_model(best, name="model", signature=signature, input_example=example)
+        saved = {
+            "signature": signature,
+            "input_example": example,
+            # cloudpickle, not skops: serving runtimes load it as it is, and models only
+            # ever come from this project's own registry (hence its warning is muted).
+            "serialization_format": "cloudpickle",
+            # What the model needs to predict, pinned; not the whole project environment.
+            "pip_requirements": serving_requirements(),
+        }
+        mlflow.sklearn.save_model(best, model_dir, **saved)
+        logged = mlflow.sklearn.log_model(best, name="model", **saved)
 
     write_json(
         {
