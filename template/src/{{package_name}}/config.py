@@ -147,8 +147,7 @@ class Params(_Section):
         unknown = [c for c in self.evaluate.slice_by if c not in self.data.columns]
         if unknown:
             raise ValueError(
-                f"evaluate.slice_by names {unknown}, which are not in data.columns "
-                f"({', '.join(self.data.columns)})"
+                f"evaluate.slice_by names {unknown}, which are not in data.columns ({', '.join(self.data.columns)})"
             )
         return self
 

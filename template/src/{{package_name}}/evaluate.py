@@ -70,7 +70,8 @@ def gate(overall: dict[str, float], slices: list[dict[str, Any]], params: Params
     if gap:
         for column in params.evaluate.slice_by:
             scored = [
-                s for s in slices
+                s
+                for s in slices
                 if s["slice"] == column and s["rows"] >= params.evaluate.min_slice_size and gap.metric in s
             ]
             if len(scored) < 2:
@@ -109,7 +110,7 @@ def write_plots(y: np.ndarray, prob: np.ndarray, params: Params) -> None:
 
 def main(params: Params) -> str:
     check_criteria_names(params)
-    test = read_table(params.path("test"))
+    test = read_table(params.path("test"), produced_by="featurize")
     features, label = split_xy(test, params)
     model = mlflow.sklearn.load_model(str(params.path("model")))
     prob = model.predict_proba(features)[:, 1]
@@ -132,6 +133,8 @@ def main(params: Params) -> str:
         for name in ("metrics", "slices", "gate", "confusion", "roc"):
             mlflow.log_artifact(str(params.path(name)), artifact_path="evaluation")
 
-    verdict = "meets the success criteria" if not failures else "FAILS the success criteria:\n  " + "\n  ".join(failures)
+    verdict = "meets the success criteria"
+    if failures:
+        verdict = "FAILS the success criteria:\n  " + "\n  ".join(failures)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if k in params.evaluate.criteria)
     return f"held-out {shown}; model {verdict}"

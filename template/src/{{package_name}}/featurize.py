@@ -32,15 +32,17 @@ def build_preprocessor(contract: DataContract) -> ColumnTransformer:
     )
 
 
-def split(frame: pd.DataFrame, contract: DataContract, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(
+    frame: pd.DataFrame, contract: DataContract, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified split on the label, keeping only the contract's columns."""
     frame = frame[[*contract.features, contract.label]]
     return train_test_split(frame, test_size=test_size, random_state=seed, stratify=frame[contract.label])
 
 
 def main(params: Params) -> str:
-    frame = read_table(params.path("validated"))
+    frame = read_table(params.path("validated"), produced_by="validate")
     train, test = split(frame, params.data, params.featurize.test_size, params.featurize.seed)
     write_table(train.reset_index(drop=True), params.path("train"))
     write_table(test.reset_index(drop=True), params.path("test"))
-    return f"split {len(frame)} rows into {len(train)} train / {len(test)} test -> {params.paths.train}, {params.paths.test}"
+    return f"split {len(frame)} rows: {len(train)} -> {params.paths.train}, {len(test)} -> {params.paths.test}"

@@ -21,13 +21,18 @@ def table_format(location: str, declared: str = "auto") -> str:
     if ".csv" in suffixes:
         return "csv"
     raise DataError(
-        f"cannot tell the format of {location}: name it *.csv or *.parquet, "
-        "or set ingest.format in params.yaml"
+        f"cannot tell the format of {location}: name it *.csv or *.parquet, or set ingest.format in params.yaml"
     )
 
 
-def read_table(location: str | Path, declared: str = "auto") -> pd.DataFrame:
-    """A CSV or Parquet file, local or remote (s3://... through fsspec)."""
+SOURCE_HINT = "run `dvc pull` (or `make data`), or fix ingest.source in params.yaml"
+
+
+def read_table(location: str | Path, declared: str = "auto", produced_by: str | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file, local or remote (s3://... through fsspec).
+
+    `produced_by` names the stage that writes the file, for the message when it is missing.
+    """
     location = str(location)
     fmt = table_format(location, declared)
     try:
@@ -35,9 +40,8 @@ def read_table(location: str | Path, declared: str = "auto") -> pd.DataFrame:
             return pd.read_parquet(location)
         return pd.read_csv(location, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise DataError(
-            f"{location} does not exist: run `dvc pull` (or `make data`), or fix ingest.source in params.yaml"
-        ) from None
+        hint = f"run the {produced_by} stage first (dvc repro)" if produced_by else SOURCE_HINT
+        raise DataError(f"{location} does not exist: {hint}") from None
     except ImportError as exc:
         raise DataError(f"reading {location} needs an optional package: {exc}") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:

@@ -32,7 +32,7 @@ REGIONS = (("north", 0.3), ("south", 0.25), ("east", 0.25), ("west", 0.2))
 
 
 def _pick(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
-    values, weights = zip(*choices)
+    values, weights = zip(*choices, strict=True)
     return rng.choices(values, weights=weights)[0]
 
 

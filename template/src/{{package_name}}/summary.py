@@ -25,7 +25,8 @@ def registered_version(params: Params) -> str:
         version = MlflowClient().get_model_version_by_alias(params.registry.model_name, params.registry.alias)
     except MlflowException:
         return f"none with alias '{params.registry.alias}' yet (run `make register`)"
-    return f"{params.registry.model_name} version {version.version} (alias '{params.registry.alias}', run {version.run_id})"
+    name, alias = params.registry.model_name, params.registry.alias
+    return f"{name} version {version.version} (alias '{alias}', run {version.run_id})"
 
 
 def main(params: Params) -> str:

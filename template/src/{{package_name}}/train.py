@@ -54,8 +54,13 @@ def build_search(params: Params) -> GridSearchCV | RandomizedSearchCV:
     search = params.train.search
     if search.method == "random":
         return RandomizedSearchCV(
-            pipeline, space, n_iter=search.n_iter, cv=search.cv_folds, scoring=search.scoring,
-            random_state=params.train.seed, refit=True,
+            pipeline,
+            space,
+            n_iter=search.n_iter,
+            cv=search.cv_folds,
+            scoring=search.scoring,
+            random_state=params.train.seed,
+            refit=True,
         )
     return GridSearchCV(pipeline, space, cv=search.cv_folds, scoring=search.scoring, refit=True)
 
@@ -73,8 +78,8 @@ def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(params: Params) -> str:
-    features, label = split_xy(read_table(params.path("train")), params)
     search = build_search(params)
+    features, label = split_xy(read_table(params.path("train"), produced_by="featurize"), params)
     configure(params)
     with mlflow.start_run(run_name=f"train-{params.train.estimator}") as run:
         mlflow.set_tags({**lineage_tags(params), "stage": "train"})

@@ -78,7 +78,7 @@ def format_report(report: list[dict[str, Any]]) -> str:
 
 
 def main(params: Params) -> str:
-    frame = read_table(params.path("ingested"))
+    frame = read_table(params.path("ingested"), produced_by="ingest")
     validated, report = check(frame, params.data)
     write_json({"passed": not report, "rows": len(frame), "problems": report}, params.path("validation_report"))
     if report:

@@ -1,0 +1,43 @@
+# The template's tasks: people and CI run the same targets. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS ?= never
+PYTHON ?= python3
+# Where `make demo` generates its project.
+DEMO_DIR ?= $(CURDIR)/build/demo
+
+.PHONY: help setup demo test test-fast lint bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Create .venv with copier, DVC and the test tools
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip uv
+	uv pip install --quiet --python $(VENV)/bin/python -r pyproject.toml --extra dev
+	@touch $@
+
+demo: setup ## Generate a project with default answers and run its whole local lifecycle
+	python bench/demo.py "$(DEMO_DIR)"
+
+test: setup ## All template tests, slow ones (install and run generated projects) included
+	pytest -n 2 --dist loadgroup
+
+test-fast: setup ## Template tests without the slow ones
+	pytest -n 2 -m "not slow"
+
+lint: setup ## pre-commit hooks on every file
+	pre-commit run --all-files
+
+bench: setup ## Benchmarks: generation, install, `make all` (JSON on stdout)
+	python bench/bench_template.py
+
+clean: ## Remove the demo project, caches and the environment
+	rm -rf build .pytest_cache .ruff_cache $(VENV)

@@ -1,0 +1,56 @@
+"""Shared fixtures: render this working tree with copier, in isolation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated projects commit; give git an identity that does not depend on the machine."""
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Template Tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@example.com")
+
+
+def generate(dst: Path, remote: Path | None = None, *, tasks: bool = False, **answers: Any) -> Path:
+    """Render the working tree (uncommitted changes included) into `dst` with default answers.
+
+    A local DVC remote goes to `remote` (outside the project) unless the answers choose S3.
+    """
+    data = dict(answers)
+    if data.get("dvc_remote", "local") == "local":
+        data.setdefault("dvc_remote_url", str(remote or dst.parent / f"{dst.name}-remote"))
+    copier.run_copy(
+        str(REPO_ROOT),
+        str(dst),
+        data=data,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        quiet=True,
+        skip_tasks=not tasks,
+    )
+    return dst
+
+
+def project_files(root: Path) -> set[str]:
+    """Every file below `root`, as POSIX paths, outside .git."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None) -> str:
+    """Run a command; on failure show its output in the assertion."""
+    done = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout

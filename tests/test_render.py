@@ -1,0 +1,112 @@
+"""Rendering: every meaningful answer combination gives the right, clean, lintable files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import generate, project_files
+
+# Pairwise over the answers that change output: remote kind, serving, monitoring,
+# Python version, tracking URI, and custom names.
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "s3-deployment-nomonitoring-py312": {
+        "dvc_remote": "s3",
+        "serving_runtime": "deployment",
+        "enable_monitoring": False,
+        "python_version": "3.12",
+        "mlflow_tracking_uri": "http://mlflow.mlops.svc:5000",
+    },
+    "local-kserve-nomonitoring-py310": {"enable_monitoring": False, "python_version": "3.10"},
+    "s3-kserve-monitoring-py313": {"dvc_remote": "s3", "python_version": "3.13"},
+    "custom-names-deployment": {
+        "project_name": "Fraud Detector",
+        "package_name": "fraud",
+        "model_name": "fraud-model",
+        "k8s_namespace": "risk",
+        "serving_runtime": "deployment",
+        "mlflow_tracking_uri": "https://mlflow.example.com",
+    },
+}
+
+PACKAGE_MODULES = [
+    "__init__.py", "__main__.py", "cli.py", "config.py", "errors.py", "evaluate.py", "featurize.py", "files.py",
+    "ingest.py", "lineage.py", "register.py", "sample_data.py", "summary.py", "tracking.py", "train.py", "validate.py",
+]  # fmt: skip
+
+
+def expected_files(package: str) -> set[str]:
+    """The exact file set of a rendered project (before the copy task adds data and git)."""
+    return {
+        ".copier-answers.yml", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
+        ".pre-commit-config.yaml", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
+        "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
+        *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS), ids=list(COMBINATIONS))
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    answers = COMBINATIONS[request.param]
+    dst = tmp_path_factory.mktemp(request.param) / "project"
+    generate(dst, **answers)
+    recorded = yaml.safe_load((dst / ".copier-answers.yml").read_text())
+    return dst, recorded
+
+
+def test_exact_file_set(rendered: tuple[Path, dict]) -> None:
+    """The project holds exactly the expected files, under the chosen package name."""
+    dst, answers = rendered
+    assert project_files(dst) == expected_files(answers["package_name"])
+
+
+def test_no_unrendered_jinja(rendered: tuple[Path, dict]) -> None:
+    """No Jinja delimiters survive rendering (DVC's ${...} interpolation is not Jinja)."""
+    dst, _ = rendered
+    leftovers = [
+        f"{path}: {match.group(0)}"
+        for path in sorted(project_files(dst))
+        for match in re.finditer(r"\{\{|\{%|\{#", (dst / path).read_text(encoding="utf-8"))
+    ]
+    assert leftovers == []
+
+
+def test_python_compiles_and_ruff_passes(rendered: tuple[Path, dict]) -> None:
+    """Every Python file compiles; ruff lint and format pass with the project's own config."""
+    dst, _ = rendered
+    for path in dst.rglob("*.py"):
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    for args in (["check"], ["format", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *args, "."], cwd=dst, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_answers_reach_the_files(rendered: tuple[Path, dict]) -> None:
+    """Names, remote and tracking URI come from the answers, written once each."""
+    dst, answers = rendered
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    assert params["register"]["model_name"] == answers["model_name"]
+    assert params["mlflow"]["tracking_uri"] == answers["mlflow_tracking_uri"]
+    assert f"url = {answers['dvc_remote_url']}" in (dst / ".dvc/config").read_text()
+    pyproject = (dst / "pyproject.toml").read_text()
+    assert f'requires-python = ">={answers["python_version"]}"' in pyproject
+    assert ('"dvc-s3' in pyproject) == (answers["dvc_remote"] == "s3")
+    assert f"python -m {answers['package_name']} ingest" in (dst / "dvc.yaml").read_text()
+
+
+def test_dvc_stages_follow_the_pipeline_order(rendered: tuple[Path, dict]) -> None:
+    """dvc.yaml has the five stages in lifecycle order, each one CLI command, paths from params.yaml."""
+    dst, answers = rendered
+    stages = yaml.safe_load((dst / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == ["ingest", "validate", "featurize", "train", "evaluate"]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"python -m {answers['package_name']} {name}"
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+        assert all(out.startswith("${paths.") for out in outs), outs
