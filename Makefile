@@ -25,10 +25,15 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: setup ## Generate a project with default answers and run its whole local lifecycle
-	python bench/demo.py "$(DEMO_DIR)"
+	rm -rf "$(DEMO_DIR)/customer-churn" "$(DEMO_DIR)/customer-churn-remote"
+	mkdir -p "$(DEMO_DIR)"
+	copier copy --trust --defaults --vcs-ref HEAD \
+	  --data dvc_remote_url="$(DEMO_DIR)/customer-churn-remote" "$(CURDIR)" "$(DEMO_DIR)/customer-churn"
+	$(MAKE) -C "$(DEMO_DIR)/customer-churn" all
+	@echo "The demo project is $(DEMO_DIR)/customer-churn: cd there and try make help."
 
 test: setup ## All template tests, slow ones (install and run generated projects) included
-	pytest -n 2 --dist loadgroup
+	pytest -n 2
 
 test-fast: setup ## Template tests without the slow ones
 	pytest -n 2 -m "not slow"
@@ -37,7 +42,7 @@ lint: setup ## pre-commit hooks on every file
 	pre-commit run --all-files
 
 bench: setup ## Benchmarks: generation, install, `make all` (JSON on stdout)
-	python bench/bench_template.py
+	python bench/bench_template.py --pip-baseline
 
 clean: ## Remove the demo project, caches and the environment
 	rm -rf build .pytest_cache .ruff_cache $(VENV)
