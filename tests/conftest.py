@@ -52,5 +52,6 @@ def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | Non
     done = subprocess.run(
         cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
-    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    output = f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{output}"
     return done.stdout
