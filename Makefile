@@ -21,7 +21,7 @@ setup: $(VENV)/.installed ## Create .venv with copier, DVC and the test tools
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip uv
-	uv pip install --quiet --python $(VENV)/bin/python -r pyproject.toml --extra dev
+	uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r pyproject.toml --extra dev
 	@touch $@
 
 demo: setup ## Generate a project with default answers and run its whole local lifecycle
