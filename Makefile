@@ -11,7 +11,7 @@ PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo
 
-.PHONY: help setup demo test test-fast lint bench clean
+.PHONY: help setup demo test test-fast snapshots lint bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: setup ## All template tests, slow ones (install and run generated projects
 
 test-fast: setup ## Template tests without the slow ones
 	pytest -n 2 -m "not slow"
+
+snapshots: setup ## Rewrite tests/snapshots/ from the working tree (review the diff before committing)
+	UPDATE_SNAPSHOTS=1 pytest tests/test_pipelines.py
 
 lint: setup ## pre-commit hooks on every file
 	pre-commit run --all-files

@@ -54,13 +54,20 @@ def ensure_dvc_tracking() -> bool:
 
         with Repo(".") as repo:
             repo.add(str(RAW_DIR))
-            repo.push(targets=[pointer])
+            try:
+                repo.push(targets=[pointer])
+            except Exception as exc:  # any remote failure still leaves a valid project
+                print(f"The sample data is tracked but not pushed ({exc}): run `dvc push` once the remote is reachable.")
         return True
     dvc = shutil.which("dvc")
     if dvc is None:
         print("DVC is not installed beside copier: `make all` will track data/raw with DVC.")
         return False
-    return run(dvc, "add", "--quiet", str(RAW_DIR)) and run(dvc, "push", "--quiet", pointer)
+    if not run(dvc, "add", "--quiet", str(RAW_DIR)):
+        return False
+    if not run(dvc, "push", "--quiet", pointer):
+        print("The sample data is tracked but not pushed: run `dvc push` once the remote is reachable.")
+    return True
 
 
 def first_commit(data_tracked: bool) -> None:

@@ -12,6 +12,29 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Pairwise over the answers that change output: remote kind, serving, monitoring,
+# Python version, tracking URI, and custom names.
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "s3-deployment-nomonitoring-py312": {
+        "dvc_remote": "s3",
+        "serving_runtime": "deployment",
+        "enable_monitoring": False,
+        "python_version": "3.12",
+        "mlflow_tracking_uri": "http://mlflow.mlops.svc:5000",
+    },
+    "local-kserve-nomonitoring-py310": {"enable_monitoring": False, "python_version": "3.10"},
+    "s3-kserve-monitoring-py313": {"dvc_remote": "s3", "python_version": "3.13"},
+    "custom-names-deployment": {
+        "project_name": "Fraud Detector",
+        "package_name": "fraud",
+        "model_name": "fraud-model",
+        "k8s_namespace": "risk",
+        "serving_runtime": "deployment",
+        "mlflow_tracking_uri": "https://mlflow.example.com",
+    },
+}
+
 
 @pytest.fixture(autouse=True)
 def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,8 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert metrics["roc_auc"] >= 0.75
     assert (root / "dvc.lock").exists() and (root / "mlflow.db").exists()
+    # The image build's inputs exist: the lock file and the rendered cluster pipeline.
+    assert (root / "uv.lock").exists() and (root / "pipelines/training.yaml").exists()
 
     # Nothing left to do: the pipeline is reproducible from what it recorded.
     assert "Data and pipelines are up to date" in run(["make", "pipeline"], cwd=root, env=env)

@@ -6,48 +6,29 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import generate, project_files
+from .conftest import COMBINATIONS, REPO_ROOT, generate, project_files
 
-# Pairwise over the answers that change output: remote kind, serving, monitoring,
-# Python version, tracking URI, and custom names.
-COMBINATIONS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "s3-deployment-nomonitoring-py312": {
-        "dvc_remote": "s3",
-        "serving_runtime": "deployment",
-        "enable_monitoring": False,
-        "python_version": "3.12",
-        "mlflow_tracking_uri": "http://mlflow.mlops.svc:5000",
-    },
-    "local-kserve-nomonitoring-py310": {"enable_monitoring": False, "python_version": "3.10"},
-    "s3-kserve-monitoring-py313": {"dvc_remote": "s3", "python_version": "3.13"},
-    "custom-names-deployment": {
-        "project_name": "Fraud Detector",
-        "package_name": "fraud",
-        "model_name": "fraud-model",
-        "k8s_namespace": "risk",
-        "serving_runtime": "deployment",
-        "mlflow_tracking_uri": "https://mlflow.example.com",
-    },
-}
+TEMPLATE = REPO_ROOT / "template"
 
 PACKAGE_MODULES = [
-    "__init__.py", "__main__.py", "cli.py", "config.py", "errors.py", "evaluate.py", "featurize.py", "files.py",
-    "ingest.py", "lineage.py", "register.py", "sample_data.py", "summary.py", "tracking.py", "train.py", "validate.py",
+    "__init__.py", "__main__.py", "argo.py", "cli.py", "config.py", "errors.py", "evaluate.py", "featurize.py",
+    "files.py", "ingest.py", "lineage.py", "register.py", "sample_data.py", "stage_graph.py", "summary.py",
+    "tracking.py", "train.py", "validate.py",
 ]  # fmt: skip
 
 
 def expected_files(package: str) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
     return {
-        ".copier-answers.yml", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
-        ".pre-commit-config.yaml", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
+        ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
+        ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
+        "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
+        "tests/test_workflow.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
     }  # fmt: skip
 
@@ -67,12 +48,24 @@ def test_exact_file_set(rendered: tuple[Path, dict]) -> None:
     assert project_files(dst) == expected_files(answers["package_name"])
 
 
+def rendered_from_jinja(answers: dict) -> set[str]:
+    """Output paths of the files copier renders (their sources end in .jinja); others are copied as they are."""
+    names = {"{{package_name}}": answers["package_name"], "{{_copier_conf.answers_file}}": ".copier-answers.yml"}
+    paths = set()
+    for source in TEMPLATE.rglob("*.jinja"):
+        path = source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")
+        for placeholder, value in names.items():
+            path = path.replace(placeholder, value)
+        paths.add(path)
+    return paths
+
+
 def test_no_unrendered_jinja(rendered: tuple[Path, dict]) -> None:
-    """No Jinja delimiters survive rendering (DVC's ${...} interpolation is not Jinja)."""
-    dst, _ = rendered
+    """No Jinja delimiters survive in rendered files (Argo's and DVC's own templating live in plain files)."""
+    dst, answers = rendered
     leftovers = [
         f"{path}: {match.group(0)}"
-        for path in sorted(project_files(dst))
+        for path in sorted(rendered_from_jinja(answers))
         for match in re.finditer(r"\{\{|\{%|\{#", (dst / path).read_text(encoding="utf-8"))
     ]
     assert leftovers == []

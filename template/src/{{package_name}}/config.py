@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
+# JSON merged over params.yaml, e.g. '{"train": {"seed": 3}}': how a cluster run
+# takes parameter overrides without a commit.
+OVERRIDES_ENV = "PARAMS_OVERRIDES"
+OVERRIDES_EXAMPLE = '{"train": {"seed": 3}}'
 
 
 class _Section(BaseModel):
@@ -123,6 +129,33 @@ class Register(_Section):
     alias: str = "challenger"
 
 
+class StepResources(_Section):
+    cpu: str | int | float
+    memory: str
+    gpu: int = Field(default=0, ge=0)
+
+
+class Argo(_Section):
+    namespace: str
+    image: str
+    service_account: str
+    mlflow_tracking_uri: str
+    object_store_secret: str
+    mlflow_secret: str
+    retries: int = Field(default=3, ge=0)
+    ttl_seconds: int = Field(default=86400, ge=0)
+    resources: dict[str, StepResources]
+
+    @model_validator(mode="after")
+    def _has_default_resources(self) -> Argo:
+        if "default" not in self.resources:
+            raise ValueError("resources needs a 'default' entry (cpu, memory) for stages not listed")
+        return self
+
+    def resources_for(self, step: str) -> StepResources:
+        return self.resources.get(step, self.resources["default"])
+
+
 class Mlflow(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str
@@ -140,6 +173,7 @@ class Params(_Section):
     evaluate: Evaluate
     # `register` would shadow BaseModel.register; the YAML key stays the stage name.
     registry: Register = Field(alias="register")
+    argo: Argo
     mlflow: Mlflow
 
     @model_validator(mode="after")
@@ -165,6 +199,28 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in ("function-after",)) or "(top level)"
 
 
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, mappings key by key, other values replaced."""
+    merged = dict(base)
+    for key, value in extra.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_maps else value
+    return merged
+
+
+def _overrides() -> dict[str, Any]:
+    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamsError(f"{OVERRIDES_ENV} is not valid JSON ({exc}): write for example {OVERRIDES_EXAMPLE}") from None
+    if not isinstance(extra, dict):
+        raise ParamsError(f"{OVERRIDES_ENV} must be a JSON object of params.yaml sections")
+    return extra
+
+
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
     """Read and check params.yaml; raise ParamsError naming the wrong field."""
     path = Path(path)
@@ -176,6 +232,7 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must be a mapping of sections (paths, ingest, data, ...)")
+    raw = merge(raw, _overrides())
     try:
         return Params(root=path.resolve().parent, **raw)
     except ValidationError as exc:

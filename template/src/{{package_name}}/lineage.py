@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def git_commit(root: Path) -> str:
-    return _git(root, "rev-parse", "HEAD") or UNKNOWN
+    """HEAD of the work tree, or GIT_COMMIT where there is none (a container built from a commit)."""
+    return _git(root, "rev-parse", "HEAD") or os.environ.get("GIT_COMMIT") or UNKNOWN
 
 
 def git_dirty(root: Path) -> bool:
@@ -31,14 +33,24 @@ def git_dirty(root: Path) -> bool:
     return bool(status)
 
 
+def _recorded_hash(entry: dict) -> str:
+    return str(entry.get("md5") or entry.get("etag") or entry.get("checksum") or UNKNOWN)
+
+
 def data_hash(params: Params) -> str:
-    """The hash DVC recorded for the ingest source in dvc.lock, else the file's own md5."""
+    """What DVC recorded for the ingest source: its dvc.lock entry, else the `.dvc` pointer of
+    the folder holding it (a pod has the pointer, not the lock), else the file's own md5."""
     lock = params.root / "dvc.lock"
     if lock.exists():
         stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
         for dep in stages.get("ingest", {}).get("deps", []):
             if dep.get("path") == params.ingest.source:
-                return str(dep.get("md5") or dep.get("etag") or dep.get("checksum") or UNKNOWN)
+                return _recorded_hash(dep)
+    for folder in Path(params.ingest.source).parents:
+        pointer = params.root / f"{folder}.dvc"
+        if folder != Path(".") and pointer.exists():
+            outs = (yaml.safe_load(pointer.read_text(encoding="utf-8")) or {}).get("outs", [{}])
+            return _recorded_hash(outs[0])
     source = Path(params.source())
     if source.is_file():
         return hashlib.md5(source.read_bytes(), usedforsecurity=False).hexdigest()
