@@ -12,15 +12,11 @@ from hera.workflows import Artifact, Container, Env, Parameter, Resources, Retry
 from hera.workflows import models as m
 
 from .config import OVERRIDES_ENV, Params
-from .errors import ParamsError
+from .errors import ParamsError, SubmitError
 from .stage_graph import Step
 
 WORKDIR = "/app"  # where the Dockerfile puts the project in the image
 SERVER_ENV, TOKEN_ENV, NAMESPACE_ENV = "ARGO_SERVER", "ARGO_TOKEN", "ARGO_NAMESPACE"
-
-
-class SubmitError(RuntimeError):
-    """The Argo server could not be reached or refused the workflow."""
 
 
 def artifact_name(path: str) -> str:

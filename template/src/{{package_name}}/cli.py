@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import PARAMS_FILE, load_params
-from .errors import ContractViolation, DataError, GateFailed, ParamsError
+from .errors import ContractViolation, DataError, GateFailed, ParamsError, SubmitError
 
 # Pipeline stages in run order; each is a module with main(params) -> summary.
 STAGES: dict[str, str] = {
@@ -25,10 +25,17 @@ TOOLS: dict[str, str] = {
     "summary": "print what the last run produced and where to find it",
 }
 
-EXIT_BAD_INPUT = 2  # params.yaml or a data file is wrong or missing
+EXIT_BAD_INPUT = 2  # params.yaml, an argument or a data file is wrong or missing
 EXIT_GATE_FAILED = 3  # the model misses the success criteria; nothing registered
 EXIT_CONTRACT_VIOLATED = 4  # the data breaks the data contract
 EXIT_SUBMIT_FAILED = 5  # the Argo server is unreachable or refused the workflow
+EXIT_CODES: dict[type[Exception], int] = {
+    ParamsError: EXIT_BAD_INPUT,
+    DataError: EXIT_BAD_INPUT,
+    GateFailed: EXIT_GATE_FAILED,
+    ContractViolation: EXIT_CONTRACT_VIOLATED,
+    SubmitError: EXIT_SUBMIT_FAILED,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,69 +61,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(name: str, params_path: Path) -> int:
-    try:
-        params = load_params(params_path)
-        summary = importlib.import_module(f".{name}", __package__).main(params)
-    except (ParamsError, DataError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ContractViolation as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_CONTRACT_VIOLATED
-    except GateFailed as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_GATE_FAILED
-    print(f"{name}: {summary}")
-    return 0
+def run_stage(name: str, args: argparse.Namespace) -> str:
+    params = load_params(args.params)
+    return importlib.import_module(f".{name}", __package__).main(params)
 
 
-def run_pipeline_command(args: argparse.Namespace) -> int:
+def run_pipeline(args: argparse.Namespace) -> str:
     from . import argo
 
     root = Path.cwd()
-    try:
-        if args.action == "render":
-            built = argo.workflows(root)
-            if args.check:
-                stale = argo.stale(built, args.out)
-                if stale:
-                    print(f"pipeline: out of date: {', '.join(stale)}; run `make render` and commit", file=sys.stderr)
-                    return EXIT_BAD_INPUT
-                print(f"pipeline: {len(built)} workflow(s) up to date in {args.out}")
-                return 0
-            for path in argo.render(built, args.out):
-                print(f"pipeline: wrote {path}")
-            return 0
-        from hera.workflows import Workflow
+    built = argo.workflows(root) if args.action == "render" else {}
+    if args.action == "render" and args.check:
+        stale = argo.stale(built, args.out)
+        if stale:
+            raise ParamsError(f"out of date: {', '.join(stale)}; run `make render` and commit")
+        return f"{len(built)} workflow(s) up to date in {args.out}"
+    if args.action == "render":
+        return "\n".join(f"wrote {path}" for path in argo.render(built, args.out))
 
-        from .lineage import git_commit
+    from hera.workflows import Workflow
 
-        module = argo.load_module(root, "training")
-        revision = args.revision or git_commit(root)
-        workflow = module.build(
-            Workflow,
-            generate_name=f"{module.params.mlflow.experiment}-training-",
-            arguments={"revision": revision, "params-overrides": json.dumps(argo.overrides(args.set))},
-        )
-        name, link = argo.submit(workflow)
-    except ParamsError as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except argo.SubmitError as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
-        return EXIT_SUBMIT_FAILED
-    print(f"pipeline: submitted {name} (revision {revision})\n  {link}")
-    return 0
+    from .lineage import UNKNOWN, git_commit
+
+    module = argo.load_module(root, "training")
+    revision = args.revision or git_commit(root)
+    if revision == UNKNOWN:
+        raise ParamsError("no git commit to run: pass --revision SHA (the image tag built for that commit)")
+    workflow = module.build(
+        Workflow,
+        generate_name=f"{module.params.mlflow.experiment}-training-",
+        arguments={"revision": revision, "params-overrides": json.dumps(argo.overrides(args.set))},
+    )
+    name, link = argo.submit(workflow)
+    return f"submitted {name} (revision {revision})\n  {link}"
+
+
+def run_sample_data(args: argparse.Namespace) -> str:
+    from .sample_data import write_sample
+
+    return f"wrote {write_sample(args.output, rows=args.rows, seed=args.seed)}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; known errors become a message on stderr and their exit code."""
     args = build_parser().parse_args(argv)
-    if args.command == "pipeline":
-        return run_pipeline_command(args)
-    if args.command == "sample-data":
-        from .sample_data import write_sample
-
-        print(f"sample-data: wrote {write_sample(args.output, rows=args.rows, seed=args.seed)}")
-        return 0
-    return run_stage(args.command, args.params)
+    handlers = {"pipeline": run_pipeline, "sample-data": run_sample_data}
+    try:
+        summary = handlers[args.command](args) if args.command in handlers else run_stage(args.command, args)
+    except (ParamsError, DataError, ContractViolation, GateFailed, SubmitError) as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return EXIT_CODES[type(exc)]
+    print(f"{args.command}: {summary}")
+    return 0

@@ -15,3 +15,7 @@ class ContractViolation(ValueError):
 
 class GateFailed(RuntimeError):
     """The evaluated model does not meet the success criteria; nothing was registered."""
+
+
+class SubmitError(RuntimeError):
+    """The Argo server could not be reached or refused the workflow."""
