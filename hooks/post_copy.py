@@ -26,7 +26,9 @@ def quiet(*cmd: str) -> bool:
 
 
 def ensure_git() -> None:
-    if not quiet("git", "rev-parse", "--git-dir"):
+    """Make the project its own repository, even when generated inside another one."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path.cwd().resolve():
         run("git", "init", "--quiet", "--initial-branch=main")
 
 

@@ -82,3 +82,13 @@ def test_without_dvc_the_raw_data_stays_out_of_git(tmp_path: Path) -> None:
     assert "params.yaml" in tracked
     assert not [path for path in tracked if path.startswith("data/")]
     assert (root / "data/raw/customers.csv").exists()
+
+
+def test_project_inside_another_repository_gets_its_own(tmp_path: Path) -> None:
+    """Generated inside an existing repository (a monorepo, a build folder), the project is still its own repo."""
+    run(["git", "init", "--quiet", str(tmp_path)], cwd=tmp_path)
+    (tmp_path / ".gitignore").write_text("build/\n")
+    root = generate(tmp_path / "build" / "project", tmp_path / "remote", tasks=True)
+    assert (root / ".git").is_dir()
+    assert git(root, "rev-list", "--count", "HEAD") == "1"
+    assert "data/raw.dvc" in git(root, "ls-files").splitlines()
