@@ -46,6 +46,7 @@ def expected_files(package: str) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
     return {
         ".copier-answers.yml", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
+        ".github/workflows/template-update.yml",
         ".pre-commit-config.yaml", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
@@ -68,12 +69,12 @@ def test_exact_file_set(rendered: tuple[Path, dict]) -> None:
 
 
 def test_no_unrendered_jinja(rendered: tuple[Path, dict]) -> None:
-    """No Jinja delimiters survive rendering (DVC's ${...} interpolation is not Jinja)."""
+    """No Jinja delimiters survive rendering (DVC's ${...} and GitHub Actions' ${{ ... }} are not Jinja)."""
     dst, _ = rendered
     leftovers = [
         f"{path}: {match.group(0)}"
         for path in sorted(project_files(dst))
-        for match in re.finditer(r"\{\{|\{%|\{#", (dst / path).read_text(encoding="utf-8"))
+        for match in re.finditer(r"(?<!\$)\{\{|\{%|\{#", (dst / path).read_text(encoding="utf-8"))
     ]
     assert leftovers == []
 
