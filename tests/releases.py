@@ -53,10 +53,18 @@ def migration_versions() -> list[Version]:
 
 
 def working_tree_version() -> Version:
-    """What the working tree will be released as: the upcoming migration version, else a post-release of the latest."""
+    """The working tree's version: the latest release if it is exactly that commit, else the release in the making.
+
+    The release in the making is the newest migration's version when that is not
+    released yet, otherwise a post-release of the latest release.
+    """
     latest = max(changelog_releases())
     upcoming = max(migration_versions(), default=latest)
-    return upcoming if upcoming > latest else Version(f"{latest}.post1")
+    if upcoming > latest:
+        return upcoming
+    at_release = _git(REPO_ROOT, "rev-parse", "HEAD").strip() == release_commit(latest)
+    clean = not _git(REPO_ROOT, "status", "--porcelain").strip()
+    return latest if at_release and clean else Version(f"{latest}.post1")
 
 
 @dataclass(frozen=True)
@@ -105,10 +113,7 @@ def make_template_clone(dst: Path) -> TemplateClone:
     commits = {version: release_commit(version) for version in releases}
     for version, commit in commits.items():
         _git(dst, "tag", f"v{version}", commit)
-    head = _git(dst, "rev-parse", "HEAD").strip()
     newest = working_tree_version()
-    if head == commits[releases[-1]] and newest == Version(f"{releases[-1]}.post1"):
-        newest = releases[-1]  # the working tree is exactly the latest release
-    else:
-        _git(dst, "tag", f"v{newest}", head)
+    if newest not in commits:
+        _git(dst, "tag", f"v{newest}", "HEAD")
     return TemplateClone(dst, releases, f"v{newest}")

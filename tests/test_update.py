@@ -173,22 +173,34 @@ def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None
 
 
 def template_changed_line(old: dict[str, bytes], new: dict[str, bytes]) -> tuple[str, str] | None:
-    """A (file, line) of the old release that the newest one rewrites, in a template-owned text file."""
+    """A (file, line) of the old release that the newest one rewrites, or right before lines it inserts."""
     for path in sorted(set(old) & set(new) - PROJECT_OWNED - {ANSWERS}):
         if path.startswith("data/") or old[path] == new[path]:
             continue
         before, after = old[path].decode().splitlines(), new[path].decode().splitlines()
         for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
-            changed = [line for line in before[i1:i2] if line.strip()] if tag in ("replace", "delete") else []
-            if changed:
+            if tag in ("replace", "delete"):
+                candidates = before[i1:i2]
+            elif tag == "insert":
+                candidates = before[max(i1 - 1, 0) : i1 + 1]  # an edit touching an insertion conflicts too
+            else:
+                continue
+            if changed := [line for line in candidates if line.strip()]:
                 return path, changed[0]
     return None
 
 
 def test_conflicting_edit_is_shown(old_project: Path, newest: dict[str, bytes]) -> None:
-    """Where the project and the template changed the same line, the update leaves a visible conflict."""
-    target = template_changed_line(contents(old_project), newest)
-    assert target, "the release renders exactly like the working tree: nothing can conflict"
+    """Where the project and the template changed the same lines, the update leaves a visible conflict."""
+    before = contents(old_project)
+    target = template_changed_line(before, newest)
+    if target is None:
+        # This release renders like the working tree: nothing can conflict, and nothing may change.
+        update(old_project)
+        assert {p: d for p, d in contents(old_project).items() if p != ANSWERS} == {
+            p: d for p, d in before.items() if p != ANSWERS
+        }
+        return
     path, line = target
     file = old_project / path
     edited_line = line + "  # changed by the project"
