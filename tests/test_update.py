@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import pathspec
 import pytest
 import yaml
 from packaging.version import Version
@@ -17,8 +18,10 @@ from .conftest import project_files, run
 from .releases import TemplateClone, changelog_releases, working_tree_version
 
 ANSWERS = ".copier-answers.yml"
-# Files the project owns: `_skip_if_exists` in copier.yml, never touched by an update.
-PROJECT_OWNED = set(yaml.safe_load(Path(__file__).parents[1].joinpath("copier.yml").read_text())["_skip_if_exists"])
+# Files the project owns: `_skip_if_exists` in copier.yml (gitignore-style patterns, as copier reads them).
+OWNED = pathspec.PathSpec.from_lines(
+    "gitignore", yaml.safe_load((Path(__file__).parents[1] / "copier.yml").read_text()).get("_skip_if_exists", [])
+)
 # Local state of DVC and git that differs between any two checkouts.
 MACHINE_STATE = (".git/", ".dvc/tmp/", ".dvc/cache/")
 MARKERS = ("<<<<<<< ", ">>>>>>> ")
@@ -103,10 +106,12 @@ def test_unmodified_project_becomes_a_fresh_copy(old_project: Path, newest: dict
 
     after = contents(old_project)
     assert conflicts(old_project) == {}
-    for path in PROJECT_OWNED:
-        assert after.pop(path) == before[path], f"{path} is owned by the project and must not change"
-    expected = {path: data for path, data in newest.items() if path not in PROJECT_OWNED}
-    assert {p: d for p, d in after.items() if p != ANSWERS} == {p: d for p, d in expected.items() if p != ANSWERS}
+    # A project-owned file keeps what the project had; one the old release lacked arrives as rendered now.
+    for path in sorted(p for p in set(after) | set(newest) if OWNED.match_file(p)):
+        assert after.get(path) == (before[path] if path in before else newest.get(path)), path
+    assert {p: d for p, d in after.items() if p != ANSWERS and not OWNED.match_file(p)} == {
+        p: d for p, d in newest.items() if p != ANSWERS and not OWNED.match_file(p)
+    }
     # The raw data that DVC tracks is never rendered, so the update leaves it as it was.
     for path in ("data/raw.dvc", "data/.gitignore", "data/raw/customers.csv"):
         assert after[path] == before[path]
@@ -167,15 +172,15 @@ def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None
     assert stages["report"]["cmd"] == "python -m our_reports build"
     assert {k: v for k, v in stages.items() if k != "report"} == yaml.safe_load(newest["dvc.yaml"])["stages"]
     # Files the project did not touch are exactly the newest ones.
-    touched = {f"src/{package}/featurize.py", "params.yaml", "dvc.yaml", *PROJECT_OWNED, ANSWERS}
-    for path in sorted(set(newest) - touched):
+    touched = {f"src/{package}/featurize.py", "params.yaml", "dvc.yaml", "README.md", ANSWERS}
+    for path in sorted(p for p in set(newest) - touched if not OWNED.match_file(p)):
         assert after.get(path) == newest[path], path
 
 
 def template_changed_line(old: dict[str, bytes], new: dict[str, bytes]) -> tuple[str, str] | None:
     """A (file, line) of the old release that the newest one rewrites, or right before lines it inserts."""
-    for path in sorted(set(old) & set(new) - PROJECT_OWNED - {ANSWERS}):
-        if path.startswith("data/") or old[path] == new[path]:
+    for path in sorted(set(old) & set(new) - {ANSWERS}):
+        if path.startswith("data/") or OWNED.match_file(path) or old[path] == new[path]:
             continue
         before, after = old[path].decode().splitlines(), new[path].decode().splitlines()
         for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
