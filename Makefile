@@ -11,7 +11,7 @@ PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo
 
-.PHONY: help setup demo test test-fast snapshots lint bench clean
+.PHONY: help setup demo test test-fast snapshots lint bench fleet cookiecutter-json clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ lint: setup ## pre-commit hooks on every file
 
 bench: setup ## Benchmarks: generation, install, `make all` (JSON on stdout)
 	python bench/bench_template.py --pip-baseline
+
+fleet: setup ## Template version of projects: make fleet PROJECTS="DIR-or-URL ..." [UPDATE=1] [JSON=1]
+	python -m fleet $(if $(UPDATE),--update) $(if $(JSON),--json) $(PROJECTS)
+
+cookiecutter-json: setup ## Regenerate cookiecutter.json from the questions in copier.yml
+	python scripts/sync_cookiecutter.py
 
 clean: ## Remove the demo project, caches and the environment
 	rm -rf build .pytest_cache .ruff_cache $(VENV)

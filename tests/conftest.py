@@ -10,6 +10,8 @@ from typing import Any
 import copier
 import pytest
 
+from .releases import TemplateClone, make_template_clone
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Pairwise over the answers that change output: remote kind, serving, monitoring,
@@ -42,6 +44,12 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for role in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{role}_NAME", "Template Tests")
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@example.com")
+
+
+@pytest.fixture(scope="session")
+def template_clone(tmp_path_factory: pytest.TempPathFactory) -> TemplateClone:
+    """A clone of this repository with every release tagged and the working tree as the newest tag."""
+    return make_template_clone(tmp_path_factory.mktemp("template") / "template")
 
 
 def generate(dst: Path, remote: Path | None = None, *, tasks: bool = False, **answers: Any) -> Path:

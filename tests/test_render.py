@@ -25,6 +25,7 @@ def expected_files(package: str) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
     return {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
+        ".github/workflows/template-update.yml",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",

@@ -118,10 +118,19 @@ class SliceGap(_Section):
 
 class Evaluate(_Section):
     decision_threshold: float = Field(default=0.5, gt=0, lt=1)
-    criteria: dict[str, Bound] = Field(min_length=1)
+    success_criteria: dict[str, Bound] = Field(min_length=1)
     slice_by: list[str] = Field(default_factory=list)
     min_slice_size: int = Field(default=30, ge=1)
     max_slice_gap: SliceGap | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        # Template 0.2.0 renamed the key; its update migration renames it in place,
+        # but a hand-resolved update conflict can bring the old name back.
+        if isinstance(data, dict) and "criteria" in data:
+            raise ValueError("'criteria' is now called 'success_criteria': rename the key under evaluate")
+        return data
 
 
 class Register(_Section):

@@ -62,10 +62,10 @@ def slice_report(frame: pd.DataFrame, y: np.ndarray, prob: np.ndarray, params: P
 def gate(overall: dict[str, float], slices: list[dict[str, Any]], params: Params) -> list[str]:
     """Why the model fails the success criteria; empty when it passes."""
     failures = []
-    for name, bound in params.evaluate.criteria.items():
+    for name, bound in params.evaluate.success_criteria.items():
         problem = bound.violation(overall[name])
         if problem:
-            failures.append(f"{name} {problem} (evaluate.criteria.{name})")
+            failures.append(f"{name} {problem} (evaluate.success_criteria.{name})")
     gap = params.evaluate.max_slice_gap
     if gap:
         for column in params.evaluate.slice_by:
@@ -89,7 +89,7 @@ def gate(overall: dict[str, float], slices: list[dict[str, Any]], params: Params
 
 
 def check_criteria_names(params: Params) -> None:
-    names = set(params.evaluate.criteria)
+    names = set(params.evaluate.success_criteria)
     if params.evaluate.max_slice_gap:
         names.add(params.evaluate.max_slice_gap.metric)
     unknown = sorted(names - set(METRICS))
@@ -136,5 +136,5 @@ def main(params: Params) -> str:
     verdict = "meets the success criteria"
     if failures:
         verdict = "FAILS the success criteria:\n  " + "\n  ".join(failures)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if k in params.evaluate.criteria)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if k in params.evaluate.success_criteria)
     return f"held-out {shown}; model {verdict}"

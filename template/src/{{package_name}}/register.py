@@ -30,7 +30,8 @@ def version_tags(params: Params, metrics: dict, gate: dict) -> dict[str, str]:
         **lineage_tags(params),
         "estimator": params.train.estimator,
         "params.train": json.dumps(params.train.model_dump(mode="json"), sort_keys=True),
-        "params.criteria": json.dumps(params.evaluate.model_dump(mode="json")["criteria"], sort_keys=True),
+        # The tag keeps its first name so that registry searches written against it still match.
+        "params.criteria": json.dumps(params.evaluate.model_dump(mode="json")["success_criteria"], sort_keys=True),
         "evaluation": json.dumps(metrics, sort_keys=True),
         "gate": "passed" if gate["passed"] else "failed",
     }

@@ -35,7 +35,7 @@ def main(params: Params) -> str:
     uri = tracking_uri(params)
     lines = ["", f"  data           {params.ingest.source} (DVC pointer data/raw.dvc)"]
     if isinstance(metrics, dict):
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in params.evaluate.criteria)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in params.evaluate.success_criteria)
         lines.append(f"  held-out       {shown}  [{params.paths.metrics}]")
     if isinstance(gate, dict):
         verdict = "passed" if gate["passed"] else "failed: " + "; ".join(gate["failures"])
