@@ -21,8 +21,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 # The CRD schemas live outside the repository: K8S_SCHEMAS_DIR, else ../shared/k8s-schemas.
 SCHEMAS = Path(os.environ.get("K8S_SCHEMAS_DIR", REPO_ROOT.parent / "shared" / "k8s-schemas"))
 RENDER = (
-    "import sys; from pathlib import Path; from {package}.argo import workflows; "
-    "sys.stdout.write(workflows(Path('.'))['training'].to_yaml())"
+    "import json, sys; from pathlib import Path; from {package}.argo import workflows; "
+    "json.dump({{name: w.to_yaml() for name, w in workflows(Path('.')).items()}}, sys.stdout)"
 )
 
 
@@ -52,8 +52,8 @@ def schema_errors(document: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module", params=list(COMBINATIONS), ids=list(COMBINATIONS))
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(combination, the training WorkflowTemplate YAML its project renders)."""
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """(combination, {workflow file name: the YAML its project renders})."""
     base = tmp_path_factory.mktemp(request.param)
     with pytest.MonkeyPatch.context() as patch:
         for role in ("AUTHOR", "COMMITTER"):
@@ -69,33 +69,41 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    return request.param, done.stdout
+    return request.param, json.loads(done.stdout)
 
 
-def test_matches_the_reviewed_snapshot(rendered: tuple[str, str]) -> None:
-    """The rendered workflow is the one in tests/snapshots (`make snapshots` rewrites them for review)."""
-    name, text = rendered
-    snapshot = SNAPSHOTS / name / "training.yaml"
-    if os.environ.get("UPDATE_SNAPSHOTS"):
-        snapshot.parent.mkdir(parents=True, exist_ok=True)
-        snapshot.write_text(text)
-    assert snapshot.exists(), f"no snapshot for {name}: run `make snapshots` and review it"
-    assert text == snapshot.read_text(), f"{snapshot} is out of date: run `make snapshots` and review the diff"
+def test_workflows_follow_the_answers(rendered: tuple[str, dict[str, str]]) -> None:
+    """Every project has the training pipeline; the scheduled drift check comes with monitoring."""
+    name, workflows = rendered
+    monitoring = COMBINATIONS[name].get("enable_monitoring", True)
+    assert set(workflows) == ({"training", "monitoring"} if monitoring else {"training"})
 
 
-def test_validates_against_the_crd_schema(rendered: tuple[str, str]) -> None:
-    """The WorkflowTemplate is valid for Argo's CRD schema, unknown fields refused."""
-    _, text = rendered
-    document = yaml.safe_load(text)
-    assert document["kind"] == "WorkflowTemplate"
-    assert schema_errors(document) == []
+def test_matches_the_reviewed_snapshot(rendered: tuple[str, dict[str, str]]) -> None:
+    """The rendered workflows are the ones in tests/snapshots (`make snapshots` rewrites them for review)."""
+    name, workflows = rendered
+    for workflow, text in workflows.items():
+        snapshot = SNAPSHOTS / name / f"{workflow}.yaml"
+        if os.environ.get("UPDATE_SNAPSHOTS"):
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            snapshot.write_text(text)
+        assert snapshot.exists(), f"no snapshot {snapshot}: run `make snapshots` and review it"
+        assert text == snapshot.read_text(), f"{snapshot} is out of date: run `make snapshots` and review the diff"
 
 
-def test_schema_check_rejects_unknown_fields_and_wrong_types(rendered: tuple[str, str]) -> None:
+def test_validates_against_the_crd_schemas(rendered: tuple[str, dict[str, str]]) -> None:
+    """Each workflow is valid for Argo's CRD schema of its kind, unknown fields refused."""
+    _, workflows = rendered
+    for text in workflows.values():
+        document = yaml.safe_load(text)
+        assert document["kind"] in {"WorkflowTemplate", "CronWorkflow"}
+        assert schema_errors(document) == []
+
+
+def test_schema_check_rejects_unknown_fields_and_wrong_types(rendered: tuple[str, dict[str, str]]) -> None:
     """The check can fail: a misspelt field and a wrong type are both reported with their path."""
-    _, text = rendered
-    document = yaml.safe_load(text)
-    broken = copy.deepcopy(document)
+    _, workflows = rendered
+    broken = copy.deepcopy(yaml.safe_load(workflows["training"]))
     broken["spec"]["templates"][0]["container"]["imagePullPolicyy"] = "Always"
     broken["spec"]["ttlStrategy"]["secondsAfterCompletion"] = "a day"
     errors = "\n".join(schema_errors(broken))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
@@ -15,21 +16,22 @@ from .conftest import COMBINATIONS, REPO_ROOT, generate, project_files
 TEMPLATE = REPO_ROOT / "template"
 
 PACKAGE_MODULES = [
-    "__init__.py", "__main__.py", "argo.py", "cli.py", "config.py", "errors.py", "evaluate.py", "featurize.py",
-    "files.py", "ingest.py", "lineage.py", "register.py", "sample_data.py", "stage_graph.py", "summary.py",
-    "tracking.py", "train.py", "validate.py",
+    "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "cli.py", "config.py", "errors.py",
+    "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "monitor.py", "register.py",
+    "sample_data.py", "stage_graph.py", "summary.py", "tracking.py", "train.py", "validate.py",
 ]  # fmt: skip
 
 
-def expected_files(package: str) -> set[str]:
+def expected_files(package: str, monitoring: bool) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
-    return {
+    optional = {"pipelines/monitoring.py"} if monitoring else set()
+    return optional | {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".github/workflows/template-update.yml",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
-        "tests/test_workflow.py",
+        "tests/test_monitor.py", "tests/test_workflow.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
     }  # fmt: skip
 
@@ -46,18 +48,17 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_exact_file_set(rendered: tuple[Path, dict]) -> None:
     """The project holds exactly the expected files, under the chosen package name."""
     dst, answers = rendered
-    assert project_files(dst) == expected_files(answers["package_name"])
+    assert project_files(dst) == expected_files(answers["package_name"], answers["enable_monitoring"])
 
 
 def rendered_from_jinja(answers: dict) -> set[str]:
     """Output paths of the files copier renders (their sources end in .jinja); others are copied as they are."""
-    names = {"{{package_name}}": answers["package_name"], "{{_copier_conf.answers_file}}": ".copier-answers.yml"}
+    context = {**answers, "_copier_conf": {"answers_file": ".copier-answers.yml"}}
     paths = set()
     for source in TEMPLATE.rglob("*.jinja"):
-        path = source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")
-        for placeholder, value in names.items():
-            path = path.replace(placeholder, value)
-        paths.add(path)
+        path = jinja2.Template(source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")).render(context)
+        if not path.endswith("/"):  # an empty name: copier skips the file
+            paths.add(path)
     return paths
 
 

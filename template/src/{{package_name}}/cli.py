@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import PARAMS_FILE, load_params
-from .errors import ContractViolation, DataError, GateFailed, ParamsError, SubmitError
+from .errors import ContractViolation, DataError, GateFailed, MonitorBreach, ParamsError, SubmitError
 
 # Pipeline stages in run order; each is a module with main(params) -> summary.
 STAGES: dict[str, str] = {
@@ -29,12 +29,14 @@ EXIT_BAD_INPUT = 2  # params.yaml, an argument or a data file is wrong or missin
 EXIT_GATE_FAILED = 3  # the model misses the success criteria; nothing registered
 EXIT_CONTRACT_VIOLATED = 4  # the data breaks the data contract
 EXIT_SUBMIT_FAILED = 5  # the Argo server is unreachable or refused the workflow
+EXIT_MONITOR_BREACH = 6  # drift or outliers above the thresholds in params.yaml
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
     GateFailed: EXIT_GATE_FAILED,
     ContractViolation: EXIT_CONTRACT_VIOLATED,
     SubmitError: EXIT_SUBMIT_FAILED,
+    MonitorBreach: EXIT_MONITOR_BREACH,
 }
 
 
@@ -54,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--revision", help="git commit to run (image tag); default: HEAD")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    monitor = commands.add_parser("monitor", help="data drift and outliers against a model's training data")
+    checks = monitor.add_subparsers(dest="check", required=True, metavar="CHECK")
+    for check, help_text in (("drift", "per-feature drift and drift share"), ("outliers", "share of outlier rows")):
+        parser_ = checks.add_parser(check, help=help_text, description=help_text)
+        parser_.add_argument("--reference", required=True, help="model version number, alias, or model folder")
+        parser_.add_argument("--current", required=True, help="CSV or Parquet file of current rows (path or URL)")
+        parser_.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+        parser_.add_argument("--out", type=Path, help="report folder (default: monitor.reports in params.yaml)")
+        parser_.add_argument(
+            "--textfile", type=Path, help="write Prometheus metrics for node-exporter's textfile collector"
+        )
+        parser_.add_argument("--pushgateway", help="push Prometheus metrics to this Pushgateway URL")
+    dispatch = checks.add_parser(
+        "dispatch", help="send a drift result to GitHub as repository_dispatch (GITHUB_TOKEN, GITHUB_REPOSITORY)"
+    )
+    dispatch.add_argument("--result", type=Path, required=True, help="drift.json written by `monitor drift`")
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
     sample.add_argument("--rows", type=int, default=5000)
@@ -96,6 +114,37 @@ def run_pipeline(args: argparse.Namespace) -> str:
     return f"submitted {name} (revision {revision})\n  {link}"
 
 
+def run_monitor(args: argparse.Namespace) -> str:
+    from . import monitor
+    from .files import write_json
+
+    if args.check == "dispatch":
+        return monitor.dispatch(args.result)
+    params = load_params(args.params)
+    out = args.out or params.root / params.monitor.reports
+    profile, detector = monitor.load_reference(monitor.model_dir(params, args.reference))
+    current = monitor.read_current(args.current, params.data)
+    settings = params.monitor
+    if args.check == "drift":
+        result = monitor.drift(profile, current, settings)
+        drift_result, outlier_result = result, None
+        (out / "drift.html").parent.mkdir(parents=True, exist_ok=True)
+        title = f"Drift of {args.current} against {params.registry.model_name} {args.reference}"
+        (out / "drift.html").write_text(monitor.html_report(result, profile, current, title), encoding="utf-8")
+        verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
+    else:
+        result = monitor.outliers(detector, current, settings.max_outlier_share)
+        drift_result, outlier_result = None, result
+        verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
+    write_json({**result, "reference": args.reference, "current": args.current}, out / f"{args.check}.json")
+    registry = monitor.metrics_registry(params.registry.model_name, drift_result, outlier_result)
+    published = monitor.publish(registry, args.textfile, args.pushgateway, job=f"{params.mlflow.experiment}-monitor")
+    summary = "; ".join([verdict, f"report -> {out}", *published])
+    if result["breach"]:
+        raise MonitorBreach(summary)
+    return summary
+
+
 def run_sample_data(args: argparse.Namespace) -> str:
     from .sample_data import write_sample
 
@@ -105,10 +154,10 @@ def run_sample_data(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; known errors become a message on stderr and their exit code."""
     args = build_parser().parse_args(argv)
-    handlers = {"pipeline": run_pipeline, "sample-data": run_sample_data}
+    handlers = {"pipeline": run_pipeline, "monitor": run_monitor, "sample-data": run_sample_data}
     try:
         summary = handlers[args.command](args) if args.command in handlers else run_stage(args.command, args)
-    except (ParamsError, DataError, ContractViolation, GateFailed, SubmitError) as exc:
+    except tuple(EXIT_CODES) as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return EXIT_CODES[type(exc)]
     print(f"{args.command}: {summary}")

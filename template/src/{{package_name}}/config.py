@@ -138,6 +138,20 @@ class Register(_Section):
     alias: str = "challenger"
 
 
+class Monitor(_Section):
+    profile_quantiles: int = Field(default=200, ge=10)
+    numeric_threshold: float = Field(gt=0)
+    categorical_threshold: float = Field(gt=0, le=1)
+    max_drift_share: float = Field(ge=0, lt=1)
+    outlier_contamination: float = Field(gt=0, le=0.5)
+    max_outlier_share: float = Field(ge=0, lt=1)
+    reports: Path = Path("reports/monitoring")
+    reference: str = "challenger"
+    current: str
+    schedule: str = "0 6 * * *"
+    pushgateway: str | None = None
+
+
 class StepResources(_Section):
     cpu: str | int | float
     memory: str
@@ -151,6 +165,8 @@ class Argo(_Section):
     mlflow_tracking_uri: str
     object_store_secret: str
     mlflow_secret: str
+    github_secret: str
+    github_repository: str
     retries: int = Field(default=3, ge=0)
     ttl_seconds: int = Field(default=86400, ge=0)
     resources: dict[str, StepResources]
@@ -182,6 +198,7 @@ class Params(_Section):
     evaluate: Evaluate
     # `register` would shadow BaseModel.register; the YAML key stays the stage name.
     registry: Register = Field(alias="register")
+    monitor: Monitor
     argo: Argo
     mlflow: Mlflow
 

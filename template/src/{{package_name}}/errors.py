@@ -18,4 +18,8 @@ class GateFailed(RuntimeError):
 
 
 class SubmitError(RuntimeError):
-    """The Argo server could not be reached or refused the workflow."""
+    """A server (Argo, GitHub) could not be reached or refused the request."""
+
+
+class MonitorBreach(RuntimeError):
+    """A monitoring check found drift or outliers above the thresholds (the report is written)."""

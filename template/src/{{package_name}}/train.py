@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -21,6 +23,7 @@ from .errors import ParamsError
 from .featurize import build_preprocessor
 from .files import read_table, write_json
 from .lineage import lineage_tags
+from .monitor import build_profile, fit_outlier_detector, save_monitoring_files
 from .tracking import configure
 
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -70,7 +73,7 @@ def split_xy(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.Seri
 
 
 def serving_requirements() -> list[str]:
-    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle", "joblib")]
 
 
 def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +104,12 @@ def main(params: Params) -> str:
 
         example = features.dropna().head(3)
         signature = infer_signature(example, best.predict(example))
+        # The reference profile and outlier detector travel with the model (extra_files).
+        profile = build_profile(features, params.data, params.monitor.profile_quantiles)
+        detector = fit_outlier_detector(
+            best, features, params.data, params.monitor.outlier_contamination, params.train.seed
+        )
+        scratch = Path(tempfile.mkdtemp(prefix="monitoring-"))
         model_dir = params.path("model")
         shutil.rmtree(model_dir, ignore_errors=True)
         saved = {
@@ -111,9 +120,11 @@ def main(params: Params) -> str:
             "serialization_format": "cloudpickle",
             # What the model needs to predict, pinned; not the whole project environment.
             "pip_requirements": serving_requirements(),
+            "extra_files": save_monitoring_files(profile, detector, scratch),
         }
         mlflow.sklearn.save_model(best, model_dir, **saved)
         logged = mlflow.sklearn.log_model(best, name="model", **saved)
+        shutil.rmtree(scratch)
 
     write_json(
         {
