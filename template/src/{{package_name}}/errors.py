@@ -15,3 +15,7 @@ class ContractViolation(ValueError):
 
 class GateFailed(RuntimeError):
     """The evaluated model does not meet the success criteria; nothing was registered."""
+
+
+class ManifestError(ValueError):
+    """The Kubernetes manifests do not build or validate; the message names file, kind, name and field."""
