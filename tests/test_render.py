@@ -46,7 +46,9 @@ SERVING_FILES = {
     "kserve": ["servingruntime.yaml", "inferenceservice.yaml"],
     "deployment": ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"],
 }
-MONITORING_FILES = ["dashboard.json", "drift-cronjob.yaml", "kustomization.yaml", "podmonitor.yaml", "prometheusrule.yaml"]
+MONITORING_FILES = [
+    "dashboard.json", "drift-cronjob.yaml", "kustomization.yaml", "podmonitor.yaml", "prometheusrule.yaml",
+]  # fmt: skip
 
 
 def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
@@ -70,7 +72,8 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
     return {
         ".copier-answers.yml", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".pre-commit-config.yaml", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
-        "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py", "tests/test_serve.py",
+        "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
+        "tests/test_serve.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip

@@ -57,6 +57,6 @@ def test_reserved_names_cover_stdlib_and_keywords() -> None:
     """includes/reserved_names.jinja lists every keyword, public standard-library module and dependency module."""
     listed = set((REPO_ROOT / "includes/reserved_names.jinja").read_text().split())
     dependencies = {"dvc", "mlflow", "pandas", "pandera", "pyarrow", "pydantic", "yaml", "sklearn", "numpy", "scipy"}
-    dependencies |= {"starlette", "uvicorn", "prometheus_client", "kubernetes_validate", "jsonschema", "httpx"}
+    dependencies |= {"starlette", "uvicorn", "prometheus_client", "kubernetes_validate", "jsonschema", "httpx2"}
     expected = {n for n in sys.stdlib_module_names if not n.startswith("_")} | set(keyword.kwlist) | dependencies
     assert expected - listed == set()
