@@ -147,4 +147,4 @@ def check_local_serving(root: Path, env: dict[str, str]) -> None:
         assert f'model_server_predicted_rows_total{{model="{model}"}} 4.0' in text
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.communicate(timeout=30)

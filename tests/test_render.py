@@ -73,7 +73,7 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         ".copier-answers.yml", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".pre-commit-config.yaml", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
-        "tests/test_serve.py",
+        "tests/test_monitor.py", "tests/test_serve.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip

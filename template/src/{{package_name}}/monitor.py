@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,9 @@ def push(url: str, project: str, namespace: str, scores: dict[str, float]) -> No
 
 
 def main(params: Params, current: str, reference: str | None, pushgateway: str | None, namespace: str) -> str:
+    for location, option in ((current, "--current"), (reference, "--reference")):
+        if location and "://" not in location and not Path(location).is_file():
+            raise DataError(f"{location} does not exist: give {option} a CSV or Parquet file (local or s3://)")
     ref = read_table(reference or params.path("train"), produced_by=None if reference else "featurize")
     scores = drift(ref, read_table(current), params.data)
     # The MLflow experiment is named after the project: the same label the alert rules filter on.
