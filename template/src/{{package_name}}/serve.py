@@ -202,8 +202,13 @@ def create_app(model: Any, name: str, version: str, uri: str, columns: list[Inpu
         "outputs": [{"name": "output-1", "datatype": "INT64", "shape": [-1]}],
     }
 
-    def unknown_model(requested: str) -> JSONResponse:
-        return JSONResponse({"error": f"model '{requested}' is not served here; this server serves '{name}'"}, 404)
+    def unknown_model(request: Request) -> JSONResponse | None:
+        """404 unless the URL names the served model (and its version, when it names one)."""
+        requested, wanted = request.path_params["model"], request.path_params.get("version", version)
+        if requested == name and wanted == version:
+            return None
+        message = f"model '{requested}' version '{wanted}' is not served here; this server serves '{name}' {version}"
+        return JSONResponse({"error": message}, 404)
 
     async def live(_: Request) -> Response:
         return JSONResponse({"live": True})
@@ -215,21 +220,14 @@ def create_app(model: Any, name: str, version: str, uri: str, columns: list[Inpu
         return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": []})
 
     async def model_metadata(request: Request) -> Response:
-        if request.path_params["model"] != name:
-            return unknown_model(request.path_params["model"])
-        return JSONResponse(metadata)
+        return unknown_model(request) or JSONResponse(metadata)
 
     async def model_ready(request: Request) -> Response:
-        if request.path_params["model"] != name:
-            return unknown_model(request.path_params["model"])
-        return JSONResponse({"name": name, "ready": True})
+        return unknown_model(request) or JSONResponse({"name": name, "ready": True})
 
     async def infer(request: Request) -> Response:
         started = time.perf_counter()
-        if request.path_params["model"] != name:
-            response = unknown_model(request.path_params["model"])
-        else:
-            response = await _predict(request)
+        response = unknown_model(request) or await _predict(request)
         metrics.requests.labels(name, str(response.status_code)).inc()
         metrics.duration.labels(name).observe(time.perf_counter() - started)
         return response
