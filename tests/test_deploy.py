@@ -33,10 +33,14 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def validate(root: Path, *extra: str, schemas: bool = True) -> subprocess.CompletedProcess[str]:
-    """The generated `python -m <package> manifests validate`, run from the project's sources."""
+    """The generated `python -m <package> manifests validate`, run from the project's sources.
+
+    HOME points into the project so that no schema cache of the machine is found by accident.
+    """
     package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
     env = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"}
     env["PYTHONPATH"] = str(root / "src")
+    env["HOME"] = str(root)
     cmd = [sys.executable, "-m", package, "manifests", "validate", *extra]
     if schemas:
         cmd += ["--schemas", str(k8s_schemas())]

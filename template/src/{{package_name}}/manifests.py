@@ -20,7 +20,7 @@ from .errors import ManifestError, ParamsError
 SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
 SCHEMAS_HINT = (
     f"set {SCHEMAS_ENV} (or pass --schemas) to a folder of custom-resource JSON schemas laid out "
-    "<group>/<kind>_<version>.json, such as a copy of the public CRDs catalog"
+    "<group>/<kind>_<version>.json, such as a copy of the public CRDs catalog (see deploy/README.md)"
 )
 ORIGIN = "config.kubernetes.io/origin"
 # Fields a Kubernetes object may carry at its top level besides the schema's own.
@@ -176,9 +176,12 @@ def validate_documents(
 
 
 def schemas_dir(explicit: Path | None) -> Path | None:
-    """The custom-resource schema folder: --schemas, else $K8S_SCHEMAS_DIR; None when neither is set."""
+    """The custom-resource schema folder: --schemas, else $K8S_SCHEMAS_DIR, else ~/.cache/k8s-schemas if present."""
     location = explicit or (Path(os.environ[SCHEMAS_ENV]) if os.environ.get(SCHEMAS_ENV) else None)
-    if location is not None and not location.is_dir():
+    if location is None:
+        cached = Path.home() / ".cache" / "k8s-schemas"
+        return cached if cached.is_dir() else None
+    if not location.is_dir():
         raise ParamsError(f"schema folder {location} does not exist: {SCHEMAS_HINT}")
     return location
 
