@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "target_p50_overhead_ms": 5.0,
         "results": results,
-        "median_overhead_ms": statistics.median(r["p50_overhead_ms"] for r in results.values()),
+        "median_overhead_ms": round(statistics.median(r["p50_overhead_ms"] for r in results.values()), 3),
     }
     print(json.dumps(report, indent=2))
     return 0
