@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
 NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 # Latency buckets around the figures measured for this server (milliseconds to a second).
+# Generous size of one JSON value in a request, for the body size limit.
+BYTES_PER_VALUE = 256
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -92,6 +94,8 @@ def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None
                 raise BadRequest(f"input '{column.name}' row {row}: null is not allowed for this column")
         elif column.numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a number")
+        elif column.numeric and not math.isfinite(value):
+            raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a finite number; send null if missing")
         elif not column.numeric and not isinstance(value, str):
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
 
@@ -194,6 +198,8 @@ def create_app(model: Any, name: str, version: str, uri: str, columns: list[Inpu
     """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model."""
     metrics = make_metrics()
     metrics.info.labels(name, version, uri).set(1)
+    # Refuse bodies far larger than max_rows rows could need before reading them into memory.
+    max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
     metadata = {
         "name": name,
         "versions": [version],
@@ -234,6 +240,9 @@ def create_app(model: Any, name: str, version: str, uri: str, columns: list[Inpu
 
     async def _predict(request: Request) -> Response:
         try:
+            declared = request.headers.get("content-length", "0")
+            if declared.isdigit() and int(declared) > max_body:
+                raise BadRequest(f"the body of {declared} bytes is over the limit of {max_body}: split the batch", 413)
             frame, request_id = parse_request(await request.body(), columns, max_rows)
             predictions = np.asarray(model.predict(frame)).reshape(-1)
         except BadRequest as exc:
