@@ -84,6 +84,13 @@ def _column_values(item: dict[str, Any], index: int) -> tuple[str, list[Any]]:
     return name, data
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None:
     expected = NUMERIC_DATATYPES if column.numeric else {"BYTES"}
     if datatype is not None and datatype not in expected:
@@ -94,7 +101,7 @@ def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None
                 raise BadRequest(f"input '{column.name}' row {row}: null is not allowed for this column")
         elif column.numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a number")
-        elif column.numeric and not math.isfinite(value):
+        elif column.numeric and not _finite(value):
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a finite number; send null if missing")
         elif not column.numeric and not isinstance(value, str):
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
@@ -106,7 +113,7 @@ def parse_request(body: bytes, columns: list[InputColumn], max_rows: int) -> tup
         raise BadRequest('empty body: send {"inputs": [{"name": ..., "datatype": ..., "shape": [N], "data": [...]}]}')
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
