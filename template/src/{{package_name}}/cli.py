@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--reference", help="training inputs (default: paths.train in params.yaml)")
     monitor.add_argument("--pushgateway", help="push the result to this Prometheus Pushgateway URL")
     monitor.add_argument("--namespace", default="local", help="namespace label of the pushed metrics")
+    monitor.add_argument("--if-present", action="store_true", help="succeed without measuring when --current is absent")
 
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
@@ -94,7 +95,12 @@ def _command(args: argparse.Namespace) -> Callable[[Params], str]:
         from . import monitor
 
         return lambda params: monitor.main(
-            params, args.current, reference=args.reference, pushgateway=args.pushgateway, namespace=args.namespace
+            params,
+            args.current,
+            reference=args.reference,
+            pushgateway=args.pushgateway,
+            namespace=args.namespace,
+            if_present=args.if_present,
         )
     return importlib.import_module(f".{args.command}", __package__).main
 
