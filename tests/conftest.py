@@ -13,6 +13,17 @@ import pytest
 from .releases import TemplateClone, make_template_clone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
+
+
+def k8s_schemas() -> Path:
+    """The custom-resource JSON schemas: $K8S_SCHEMAS_DIR, else ../shared/k8s-schemas beside this checkout."""
+    location = Path(os.environ.get(SCHEMAS_ENV) or REPO_ROOT.parent / "shared" / "k8s-schemas")
+    if not location.is_dir():
+        pytest.fail(
+            f"no custom-resource schemas at {location}: set {SCHEMAS_ENV} to a <group>/<kind>_<version>.json tree"
+        )
+    return location
 
 # Pairwise over the answers that change output: remote kind, serving, monitoring,
 # Python version, tracking URI, and custom names.

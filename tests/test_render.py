@@ -16,23 +16,49 @@ from .conftest import COMBINATIONS, REPO_ROOT, generate, project_files
 TEMPLATE = REPO_ROOT / "template"
 
 PACKAGE_MODULES = [
-    "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "cli.py", "config.py", "errors.py",
-    "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "monitor.py", "register.py",
-    "sample_data.py", "stage_graph.py", "summary.py", "tracking.py", "train.py", "validate.py",
+    "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "bench_serving.py", "cli.py", "config.py",
+    "errors.py", "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "manifests.py", "monitor.py",
+    "pin.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py", "train.py",
+    "validate.py",
+]  # fmt: skip
+ENVIRONMENTS = ["dev", "staging", "prod"]
+SERVING_FILES = {
+    "kserve": ["servingruntime.yaml", "inferenceservice.yaml"],
+    "deployment": ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"],
+}
+MONITORING_FILES = [
+    "dashboard.json", "drift-cronjob.yaml", "kustomization.yaml", "podmonitor.yaml", "prometheusrule.yaml",
 ]  # fmt: skip
 
 
-def expected_files(package: str, monitoring: bool) -> set[str]:
+def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
+    """deploy/: the base for the runtime, the pin component, overlays with pins, Argo CD, and monitoring if chosen."""
+    files = {
+        "deploy/README.md",
+        *(f"deploy/base/{name}" for name in ["kustomization.yaml", "serviceaccount.yaml", "externalsecret.yaml",
+                                             "networkpolicy.yaml", *SERVING_FILES[serving_runtime]]),
+        "deploy/components/pinned-model/kustomization.yaml",
+        *(f"deploy/argocd/{name}" for name in ["kustomization.yaml", "appproject.yaml", "applicationset.yaml"]),
+        *(f"deploy/overlays/{env}/{name}" for env in ENVIRONMENTS for name in ["kustomization.yaml", "model.yaml"]),
+    }  # fmt: skip
+    if enable_monitoring:
+        files |= {f"deploy/components/monitoring/{name}" for name in MONITORING_FILES}
+        files |= {f"deploy/overlays/{env}/thresholds.yaml" for env in ENVIRONMENTS}
+    return files
+
+
+def expected_files(package: str, serving_runtime: str = "kserve", enable_monitoring: bool = True) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
-    optional = {"pipelines/monitoring.py"} if monitoring else set()
+    optional = {"pipelines/monitoring.py"} if enable_monitoring else set()
     return optional | {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".github/workflows/template-update.yml",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
-        "tests/test_monitor.py", "tests/test_workflow.py",
+        "tests/test_monitor.py", "tests/test_serve.py", "tests/test_workflow.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
+        *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip
 
 
@@ -48,7 +74,8 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_exact_file_set(rendered: tuple[Path, dict]) -> None:
     """The project holds exactly the expected files, under the chosen package name."""
     dst, answers = rendered
-    assert project_files(dst) == expected_files(answers["package_name"], answers["enable_monitoring"])
+    expected = expected_files(answers["package_name"], answers["serving_runtime"], answers["enable_monitoring"])
+    assert project_files(dst) == expected
 
 
 def rendered_from_jinja(answers: dict) -> set[str]:
@@ -57,18 +84,24 @@ def rendered_from_jinja(answers: dict) -> set[str]:
     paths = set()
     for source in TEMPLATE.rglob("*.jinja"):
         path = jinja2.Template(source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")).render(context)
-        if not path.endswith("/"):  # an empty name: copier skips the file
+        if not path.endswith("/") and "//" not in path:  # an empty name: copier skips it
             paths.add(path)
     return paths
 
 
+# Argo CD's ApplicationSet templates are Go templates ({{ .env }}, {{- if ... }}); only that file may hold them.
+GO_TEMPLATE_FILES = {"deploy/argocd/applicationset.yaml"}
+GO_TEMPLATE = r"\{\{-? (\.|if |end )"
+
+
 def test_no_unrendered_jinja(rendered: tuple[Path, dict]) -> None:
-    """No Jinja delimiters survive in rendered files (Argo's and DVC's own templating live in plain files)."""
+    """No Jinja delimiters survive rendering (DVC's ${...} and Argo CD's Go templates are not Jinja)."""
     dst, answers = rendered
     leftovers = [
         f"{path}: {match.group(0)}"
         for path in sorted(rendered_from_jinja(answers))
         for match in re.finditer(r"\{\{|\{%|\{#", (dst / path).read_text(encoding="utf-8"))
+        if not (path in GO_TEMPLATE_FILES and re.match(GO_TEMPLATE, (dst / path).read_text()[match.start() :]))
     ]
     assert leftovers == []
 

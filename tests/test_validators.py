@@ -41,6 +41,12 @@ def test_package_name_may_not_shadow(name: str, tmp_path: Path) -> None:
         generate(tmp_path / "project", package_name=name)
 
 
+def test_namespace_leaves_room_for_the_environment_suffix(tmp_path: Path) -> None:
+    """k8s_namespace plus '-staging' must still be a valid namespace (63 characters)."""
+    with pytest.raises(ValueError, match="use 1-55 lowercase letters"):
+        generate(tmp_path / "project", k8s_namespace="n" * 56)
+
+
 def test_slug_longer_than_40_is_refused(tmp_path: Path) -> None:
     """project_slug leaves room for suffixes Kubernetes controllers add to names."""
     with pytest.raises(ValueError, match="project_slug"):
@@ -57,5 +63,6 @@ def test_reserved_names_cover_stdlib_and_keywords() -> None:
     """includes/reserved_names.jinja lists every keyword, public standard-library module and dependency module."""
     listed = set((REPO_ROOT / "includes/reserved_names.jinja").read_text().split())
     dependencies = {"dvc", "mlflow", "pandas", "pandera", "pyarrow", "pydantic", "yaml", "sklearn", "numpy", "scipy"}
+    dependencies |= {"starlette", "uvicorn", "prometheus_client", "kubernetes_validate", "jsonschema", "httpx2"}
     expected = {n for n in sys.stdlib_module_names if not n.startswith("_")} | set(keyword.kwlist) | dependencies
     assert expected - listed == set()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import PARAMS_FILE, load_params
-from .errors import ContractViolation, DataError, GateFailed, MonitorBreach, ParamsError, SubmitError
+from .errors import ContractViolation, DataError, GateFailed, ManifestError, MonitorBreach, ParamsError, SubmitError
 
 # Pipeline stages in run order; each is a module with main(params) -> summary.
 STAGES: dict[str, str] = {
@@ -30,6 +30,7 @@ EXIT_GATE_FAILED = 3  # the model misses the success criteria; nothing registere
 EXIT_CONTRACT_VIOLATED = 4  # the data breaks the data contract
 EXIT_SUBMIT_FAILED = 5  # the Argo server is unreachable or refused the workflow
 EXIT_MONITOR_BREACH = 6  # drift or outliers above the thresholds in params.yaml
+EXIT_MANIFESTS_INVALID = 7  # a Kubernetes manifest does not build or validate
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -37,7 +38,10 @@ EXIT_CODES: dict[type[Exception], int] = {
     ContractViolation: EXIT_CONTRACT_VIOLATED,
     SubmitError: EXIT_SUBMIT_FAILED,
     MonitorBreach: EXIT_MONITOR_BREACH,
+    ManifestError: EXIT_MANIFESTS_INVALID,
 }
+SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
+MANIFESTS_HELP = "build every Kubernetes overlay with kustomize and validate it offline"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,10 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
             "--textfile", type=Path, help="write Prometheus metrics for node-exporter's textfile collector"
         )
         parser_.add_argument("--pushgateway", help="push Prometheus metrics to this Pushgateway URL")
+        parser_.add_argument("--namespace", default="local", help="namespace label of pushed metrics (environment)")
+        parser_.add_argument(
+            "--if-present", action="store_true", help="succeed without measuring when there is no data or no model yet"
+        )
     dispatch = checks.add_parser(
         "dispatch", help="send a drift result to GitHub as repository_dispatch (GITHUB_TOKEN, GITHUB_REPOSITORY)"
     )
     dispatch.add_argument("--result", type=Path, required=True, help="drift.json written by `monitor drift`")
+    serve = commands.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP)
+    serve.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    which = serve.add_mutually_exclusive_group()
+    which.add_argument("--env", help="serve the version pinned in deploy/overlays/ENV/model.yaml")
+    which.add_argument("--model-uri", help="serve this MLflow model URI or directory (default: $MODEL_URI)")
+    serve.add_argument("--model-name", help="name in the /v2/models/NAME URLs (default: $MODEL_NAME or registry name)")
+    serve.add_argument("--host", help="address to listen on (default: serve.host in params.yaml)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port in params.yaml)")
+    manifests = commands.add_parser("manifests", help=MANIFESTS_HELP, description=MANIFESTS_HELP)
+    manifests.add_argument("action", choices=["validate"])
+    manifests.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    manifests.add_argument("--schemas", type=Path, help="custom-resource schema folder (default: $K8S_SCHEMAS_DIR)")
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
     sample.add_argument("--rows", type=int, default=5000)
@@ -122,7 +142,15 @@ def run_monitor(args: argparse.Namespace) -> str:
         return monitor.dispatch(args.result)
     params = load_params(args.params)
     out = args.out or params.root / params.monitor.reports
-    profile, detector = monitor.load_reference(monitor.model_dir(params, args.reference))
+    if args.if_present and not monitor.exists(args.current):
+        return f"nothing to measure: {args.current} does not exist yet"
+    try:
+        reference = monitor.model_dir(params, args.reference)
+    except ParamsError:
+        if args.if_present:
+            return f"nothing to measure: no model behind {args.reference} yet"
+        raise
+    profile, detector = monitor.load_reference(reference)
     current = monitor.read_current(args.current, params.data)
     settings = params.monitor
     if args.check == "drift":
@@ -138,11 +166,33 @@ def run_monitor(args: argparse.Namespace) -> str:
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
     write_json({**result, "reference": args.reference, "current": args.current}, out / f"{args.check}.json")
     registry = monitor.metrics_registry(params.registry.model_name, drift_result, outlier_result)
-    published = monitor.publish(registry, args.textfile, args.pushgateway, job=f"{params.mlflow.experiment}-monitor")
+    published = monitor.publish(
+        registry, args.textfile, args.pushgateway, job=f"{params.mlflow.experiment}-monitor", namespace=args.namespace
+    )
     summary = "; ".join([verdict, f"report -> {out}", *published])
     if result["breach"]:
         raise MonitorBreach(summary)
     return summary
+
+
+def run_serve(args: argparse.Namespace) -> str:
+    from . import serve
+
+    params = load_params(args.params)
+    return serve.main(
+        params,
+        env=args.env,
+        model_uri=args.model_uri,
+        model_name=args.model_name,
+        host=args.host or params.serve.host,
+        port=args.port or params.serve.port,
+    )
+
+
+def run_manifests(args: argparse.Namespace) -> str:
+    from . import manifests
+
+    return manifests.main(load_params(args.params), schemas=args.schemas)
 
 
 def run_sample_data(args: argparse.Namespace) -> str:
@@ -154,7 +204,13 @@ def run_sample_data(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; known errors become a message on stderr and their exit code."""
     args = build_parser().parse_args(argv)
-    handlers = {"pipeline": run_pipeline, "monitor": run_monitor, "sample-data": run_sample_data}
+    handlers = {
+        "pipeline": run_pipeline,
+        "monitor": run_monitor,
+        "serve": run_serve,
+        "manifests": run_manifests,
+        "sample-data": run_sample_data,
+    }
     try:
         summary = handlers[args.command](args) if args.command in handlers else run_stage(args.command, args)
     except tuple(EXIT_CODES) as exc:

@@ -186,6 +186,20 @@ class Mlflow(_Section):
     experiment: str
 
 
+class Serve(_Section):
+    # Bigger batches get 413: one request must not hold the server for long.
+    max_batch_rows: int = Field(default=1000, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class Deploy(_Section):
+    overlays: Path = Path("deploy/overlays")
+    environments: list[str] = Field(default_factory=lambda: ["dev", "staging", "prod"], min_length=1)
+    # Kubernetes version whose API schemas `manifests validate` checks the core kinds against.
+    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d+$")
+
+
 class Params(_Section):
     """Everything in params.yaml; `root` is the folder the relative paths start from."""
 
@@ -201,6 +215,8 @@ class Params(_Section):
     monitor: Monitor
     argo: Argo
     mlflow: Mlflow
+    serve: Serve = Serve()
+    deploy: Deploy = Deploy()
 
     @model_validator(mode="after")
     def _slices_are_columns(self) -> Params:

@@ -23,3 +23,7 @@ class SubmitError(RuntimeError):
 
 class MonitorBreach(RuntimeError):
     """A monitoring check found drift or outliers above the thresholds (the report is written)."""
+
+
+class ManifestError(ValueError):
+    """The Kubernetes manifests do not build or validate; the message names file, kind, name and field."""

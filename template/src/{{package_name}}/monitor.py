@@ -63,6 +63,10 @@ class OutlierDetector:
     bounds: dict[str, tuple[float, float]]
 
     def flags(self, frame: pd.DataFrame) -> np.ndarray:
+        """True for each row that is an outlier."""
+        text = frame.select_dtypes(include=["object", "string"]).columns
+        # scikit-learn's imputers expect NaN, not pandas' NA, for a missing category.
+        frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), np.nan) for c in text})
         flagged = self.forest.predict(frame) == -1
         for name, (low, high) in self.bounds.items():
             values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
@@ -145,9 +149,6 @@ def read_current(location: str, contract: DataContract) -> pd.DataFrame:
             shown = sorted({str(v) for v in bad.head(5)})
             raise DataError(f"{location}: column {name!r} must be numeric; found {shown} in {len(bad)} row(s)")
         frame[name] = numbers
-    for name in contract.categorical:
-        # scikit-learn's imputers expect NaN, not pandas' NA, for a missing category.
-        frame[name] = frame[name].astype(object).where(frame[name].notna(), np.nan)
     if frame.empty:
         raise DataError(f"{location} has no rows")
     return frame[contract.features]
@@ -297,7 +298,22 @@ def metrics_registry(model: str, drift_result: dict[str, Any] | None, outlier_re
     return registry
 
 
-def publish(registry: Any, textfile: Path | None, pushgateway: str | None, job: str) -> list[str]:
+def exists(location: str) -> bool:
+    """Whether a local path or a remote object (s3://..., through fsspec) is there."""
+    if "://" not in location:
+        return Path(location).exists()
+    import fsspec
+
+    try:
+        filesystem, path = fsspec.core.url_to_fs(location)
+        return filesystem.exists(path)
+    except (ImportError, OSError, ValueError):
+        return True  # let reading it report what is wrong
+
+
+def publish(
+    registry: Any, textfile: Path | None, pushgateway: str | None, job: str, namespace: str = "local"
+) -> list[str]:
     """Write the node-exporter textfile and/or push to a Pushgateway; say where."""
     from prometheus_client import push_to_gateway, write_to_textfile
 
@@ -308,7 +324,8 @@ def publish(registry: Any, textfile: Path | None, pushgateway: str | None, job: 
         done.append(f"metrics -> {textfile}")
     if pushgateway:
         try:
-            push_to_gateway(pushgateway, job=job, registry=registry)
+            # Grouped by namespace: each environment's alerts read only its own figures.
+            push_to_gateway(pushgateway, job=job, registry=registry, grouping_key={"namespace": namespace})
         except OSError as exc:
             raise DataError(f"cannot push metrics to {pushgateway}: {exc}") from None
         done.append(f"metrics -> {pushgateway}")

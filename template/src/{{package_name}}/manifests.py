@@ -1,0 +1,218 @@
+"""Kubernetes manifests: build every overlay with kustomize and validate each document offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Params
+from .errors import ManifestError, ParamsError
+
+SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
+SCHEMAS_HINT = (
+    f"set {SCHEMAS_ENV} (or pass --schemas) to a folder of custom-resource JSON schemas laid out "
+    "<group>/<kind>_<version>.json, such as a copy of the public CRDs catalog (see deploy/README.md)"
+)
+ORIGIN = "config.kubernetes.io/origin"
+# Fields a Kubernetes object may carry at its top level besides the schema's own.
+TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: which source file and object, where in it, and what is wrong."""
+
+    file: str
+    kind: str
+    name: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.kind}/{self.name}: {self.path or '(whole object)'}: {self.message}"
+
+
+def kustomize_command() -> list[str]:
+    """`kustomize build` if the binary is on PATH, else the kustomize built into kubectl."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    raise ParamsError("neither kustomize nor kubectl is on PATH: install one of them to build the manifests")
+
+
+def targets(params: Params) -> list[Path]:
+    """Every kustomization to build: one overlay per environment, and the Argo CD objects."""
+    overlays = params.root / params.deploy.overlays
+    found = [overlays / env for env in params.deploy.environments]
+    argocd = overlays.parent / "argocd"
+    if argocd.is_dir():
+        found.append(argocd)
+    missing = [str(t) for t in found if not (t / "kustomization.yaml").is_file()]
+    if missing:
+        raise ParamsError(f"no kustomization.yaml in {', '.join(missing)}: check deploy.environments in params.yaml")
+    return found
+
+
+def build(target: Path) -> tuple[list[dict[str, Any]], Path]:
+    """The documents kustomize builds from `target`, each annotated with the file it came from.
+
+    A throwaway kustomization around the target asks kustomize for origin
+    annotations, so that findings name the source file rather than the built stream.
+    """
+    with tempfile.TemporaryDirectory(prefix="manifests-") as tmp:
+        wrapper = Path(tmp)
+        relative = os.path.relpath(target.resolve(), wrapper)
+        (wrapper / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": [relative], "buildMetadata": ["originAnnotations"]}), encoding="utf-8"
+        )
+        done = subprocess.run([*kustomize_command(), str(wrapper)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ManifestError(f"{target}: kustomize cannot build it:\n{done.stderr.strip()}")
+        return [doc for doc in yaml.safe_load_all(done.stdout) if doc], wrapper
+
+
+def _origin(doc: dict[str, Any], wrapper: Path, root: Path, fallback: str) -> str:
+    """The source file of a built document (and drop the annotation kustomize added for it)."""
+    annotations = doc.get("metadata", {}).get("annotations") or {}
+    origin = yaml.safe_load(annotations.pop(ORIGIN, "") or "{}") or {}
+    if not annotations and "annotations" in doc.get("metadata", {}):
+        del doc["metadata"]["annotations"]
+    source = origin.get("path") or origin.get("configuredIn")
+    if not source:
+        return fallback
+    path = Path(os.path.normpath(wrapper / source))
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever it lists properties (as `kubectl --validate=strict`)."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+@cache
+def _custom_schema(path: Path) -> Any:
+    return _strict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def is_core(api_version: str) -> bool:
+    """Built-in API groups: core (`v1`), unqualified (`apps/v1`) and *.k8s.io."""
+    group = api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def validate_core(doc: dict[str, Any], kubernetes_version: str) -> list[tuple[str, str]]:
+    """(path, message) findings of a built-in kind, strict: unknown fields fail."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(doc, kubernetes_version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [(".".join(str(p) for p in exc.path), exc.message)]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [("", f"{doc.get('apiVersion')} {doc.get('kind')} does not exist in Kubernetes {kubernetes_version}")]
+    return []
+
+
+def validate_custom(doc: dict[str, Any], schemas: Path | None) -> list[tuple[str, str]]:
+    """(path, message) findings of a custom resource against its JSON schema, strict."""
+    import jsonschema
+
+    group, _, version = str(doc.get("apiVersion", "")).rpartition("/")
+    kind = str(doc.get("kind", ""))
+    if schemas is None:
+        return [("", f"no schema folder for {group}/{kind}: {SCHEMAS_HINT}")]
+    path = schemas / group / f"{kind.lower()}_{version}.json"
+    if not path.is_file():
+        return [("", f"no schema {path} for {group}/{version} {kind}: is the kind or apiVersion misspelt?")]
+    schema = _custom_schema(path)
+    findings = [("", f"unknown top-level field '{key}'") for key in doc if key not in TOP_LEVEL]
+    validator = jsonschema.Draft7Validator(schema)
+    for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        findings.append((".".join(str(p) for p in error.absolute_path), error.message))
+    return findings
+
+
+def validate_documents(
+    docs: list[dict[str, Any]], wrapper: Path, params: Params, schemas: Path | None, target: str
+) -> list[Problem]:
+    problems = []
+    for doc in docs:
+        source = _origin(doc, wrapper, params.root, fallback=target)
+        kind = str(doc.get("kind", "?"))
+        name = str(doc.get("metadata", {}).get("name", "?"))
+        if not doc.get("apiVersion") or not doc.get("kind") or name == "?":
+            problems.append(Problem(source, kind, name, "", "apiVersion, kind and metadata.name are required"))
+            continue
+        if is_core(doc["apiVersion"]):
+            findings = validate_core(doc, params.deploy.kubernetes_version)
+        else:
+            findings = validate_custom(doc, schemas)
+        problems += [Problem(source, kind, name, path, message) for path, message in findings]
+    return problems
+
+
+def schemas_dir(explicit: Path | None) -> Path | None:
+    """The custom-resource schema folder: --schemas, else $K8S_SCHEMAS_DIR, else ~/.cache/k8s-schemas if present."""
+    location = explicit or (Path(os.environ[SCHEMAS_ENV]) if os.environ.get(SCHEMAS_ENV) else None)
+    if location is None:
+        cached = Path.home() / ".cache" / "k8s-schemas"
+        return cached if cached.is_dir() else None
+    if not location.is_dir():
+        raise ParamsError(f"schema folder {location} does not exist: {SCHEMAS_HINT}")
+    return location
+
+
+def validate(params: Params, schemas: Path | None = None) -> list[str]:
+    """Build and validate every target; one summary line per target, ManifestError listing every problem.
+
+    A problem in a shared file (base, components) is listed once, with the targets it breaks.
+    """
+    folder = schemas_dir(schemas)
+    lines, failures = [], []
+    found: dict[Problem, list[str]] = {}
+    for target in targets(params):
+        label = str(target.relative_to(params.root))
+        try:
+            docs, wrapper = build(target)
+        except ManifestError as exc:
+            failures.append(str(exc))
+            continue
+        problems = validate_documents(docs, wrapper, params, folder, label)
+        for problem in problems:
+            found.setdefault(problem, []).append(target.name)
+        lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
+    failures += [f"{problem} (in {', '.join(names)})" for problem, names in found.items()]
+    if failures:
+        raise ManifestError(f"{len(failures)} problem(s) in the manifests:\n  " + "\n  ".join(failures))
+    return lines
+
+
+def main(params: Params, schemas: Path | None = None) -> str:
+    lines = validate(params, schemas)
+    return f"every manifest builds and validates (Kubernetes {params.deploy.kubernetes_version}):\n  " + "\n  ".join(
+        lines
+    )

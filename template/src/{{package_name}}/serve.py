@@ -1,0 +1,371 @@
+"""Model server: the open inference protocol (V2) over HTTP for the MLflow model, with Prometheus metrics.
+
+The same server runs on a laptop (`make serve`), in the `deployment` runtime and
+as the KServe ServingRuntime, so what is measured here is what the cluster serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .config import Params
+from .errors import DataError, ParamsError
+from .monitor import OutlierDetector, load_reference
+
+log = logging.getLogger(__name__)
+
+NUMERIC_TYPES = {"double", "float", "long", "integer"}
+NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+# Latency buckets around the figures measured for this server (milliseconds to a second).
+# Generous size of one JSON value in a request, for the body size limit.
+BYTES_PER_VALUE = 256
+LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class BadRequest(ValueError):
+    """The request breaks the protocol or the model's input schema; `status` is the 4xx to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    name: str
+    numeric: bool
+    nullable: bool
+
+    @property
+    def datatype(self) -> str:
+        return "FP64" if self.numeric else "BYTES"
+
+
+def input_columns(model: Any, params: Params | None) -> list[InputColumn]:
+    """The model's inputs from its MLflow signature; nullability from the data contract in params.yaml."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        raise ParamsError("the model has no column signature: train it with this project's train stage")
+    contract = params.data.columns if params else {}
+    columns = []
+    for spec in schema.inputs:
+        declared = contract.get(spec.name)
+        nullable = declared.nullable if declared else not spec.required
+        columns.append(InputColumn(spec.name, getattr(spec.type, "name", str(spec.type)) in NUMERIC_TYPES, nullable))
+    return columns
+
+
+def _column_values(item: dict[str, Any], index: int) -> tuple[str, list[Any]]:
+    name = item.get("name")
+    data = item.get("data")
+    if not isinstance(name, str) or not isinstance(data, list):
+        raise BadRequest(f"inputs[{index}] needs a string 'name' and a 'data' list (open inference protocol v2)")
+    shape = item.get("shape", [len(data)])
+    if data and isinstance(data[0], list):  # row-major [[v], [v], ...] for shape [N, 1]
+        if any(not isinstance(row, list) or len(row) != 1 for row in data):
+            raise BadRequest(f"input '{name}': nested data must hold one value per row (shape [N, 1])")
+        data = [row[0] for row in data]
+    if not isinstance(shape, list) or not shape or math.prod(shape) != len(data) or any(d != 1 for d in shape[1:]):
+        raise BadRequest(f"input '{name}': shape {shape} does not match {len(data)} values; use [N] or [N, 1]")
+    return name, data
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None:
+    expected = NUMERIC_DATATYPES if column.numeric else {"BYTES"}
+    if datatype is not None and datatype not in expected:
+        raise BadRequest(f"input '{column.name}': datatype {datatype!r} is wrong, send {column.datatype}")
+    for row, value in enumerate(values):
+        if value is None:
+            if not column.nullable:
+                raise BadRequest(f"input '{column.name}' row {row}: null is not allowed for this column")
+        elif column.numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a number")
+        elif column.numeric and not _finite(value):
+            raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a finite number; send null if missing")
+        elif not column.numeric and not isinstance(value, str):
+            raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
+
+
+def parse_request(body: bytes, columns: list[InputColumn], max_rows: int) -> tuple[pd.DataFrame, str | None]:
+    """A V2 inference request as a DataFrame in the model's column order, and its id; BadRequest if wrong."""
+    if not body.strip():
+        raise BadRequest('empty body: send {"inputs": [{"name": ..., "datatype": ..., "shape": [N], "data": [...]}]}')
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("the body needs a non-empty 'inputs' list, one entry per column")
+    received: dict[str, tuple[Any, list[Any]]] = {}
+    for index, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise BadRequest(f"inputs[{index}] must be an object with name, datatype, shape and data")
+        name, values = _column_values(item, index)
+        if name in received:
+            raise BadRequest(f"input '{name}' is sent twice")
+        received[name] = (item.get("datatype"), values)
+    expected = [c.name for c in columns]
+    missing = [name for name in expected if name not in received]
+    extra = [name for name in received if name not in expected]
+    if missing or extra:
+        parts = [f"missing {missing}" if missing else "", f"unknown {extra}" if extra else ""]
+        raise BadRequest(f"inputs do not match the model: {', '.join(p for p in parts if p)}; expected {expected}")
+    rows = {len(values) for _, values in received.values()}
+    if len(rows) != 1:
+        raise BadRequest(f"inputs have different numbers of rows {sorted(rows)}: send the same N for every column")
+    n_rows = rows.pop()
+    if n_rows == 0:
+        raise BadRequest("the request has no rows")
+    if n_rows > max_rows:
+        raise BadRequest(f"{n_rows} rows is over the limit of {max_rows} per request: split the batch", 413)
+    frame = {}
+    for column in columns:
+        datatype, values = received[column.name]
+        _check_column(column, datatype, values)
+        frame[column.name] = np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
+    request_id = payload.get("id")
+    return pd.DataFrame(frame), request_id if isinstance(request_id, str) else None
+
+
+def encode_request(frame: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as a V2 inference request body (missing values as null): for clients, tests and the benchmark."""
+    inputs = []
+    for name in frame.columns:
+        column = frame[name]
+        numeric = pd.api.types.is_numeric_dtype(column)
+        values = [None if pd.isna(v) else (float(v) if numeric else str(v)) for v in column.tolist()]
+        inputs.append(
+            {"name": name, "datatype": "FP64" if numeric else "BYTES", "shape": [len(values)], "data": values}
+        )
+    return {"inputs": inputs}
+
+
+def _output_datatype(values: np.ndarray) -> str:
+    if values.dtype.kind in "iu":
+        return "INT64"
+    if values.dtype.kind == "f":
+        return "FP64"
+    if values.dtype.kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    duration: Histogram
+    rows: Counter
+    outliers: Counter
+    info: Gauge
+
+
+def make_metrics() -> Metrics:
+    """A registry per app, so tests and several apps in one process do not share counters."""
+    registry = CollectorRegistry()
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "model_server_requests", "Inference requests by HTTP status code", ["model", "code"], registry=registry
+        ),
+        duration=Histogram(
+            "model_server_request_duration_seconds",
+            "Inference request latency, parsing and prediction included",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        rows=Counter("model_server_predicted_rows", "Rows predicted", ["model"], registry=registry),
+        outliers=Counter(
+            "model_server_outlier_rows", "Predicted rows unlike the training data", ["model"], registry=registry
+        ),
+        info=Gauge("model_server_model_info", "The model being served", ["model", "version", "uri"], registry=registry),
+    )
+
+
+def create_app(
+    model: Any,
+    name: str,
+    version: str,
+    uri: str,
+    columns: list[InputColumn],
+    max_rows: int,
+    detector: OutlierDetector | None = None,
+) -> Starlette:
+    """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
+
+    With the model's outlier detector, rows unlike the training data are counted.
+    """
+    metrics = make_metrics()
+    metrics.info.labels(name, version, uri).set(1)
+    # Refuse bodies far larger than max_rows rows could need before reading them into memory.
+    max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
+    metadata = {
+        "name": name,
+        "versions": [version],
+        "platform": "mlflow",
+        "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
+        "outputs": [{"name": "output-1", "datatype": "INT64", "shape": [-1]}],
+    }
+
+    def unknown_model(request: Request) -> JSONResponse | None:
+        """404 unless the URL names the served model (and its version, when it names one)."""
+        requested, wanted = request.path_params["model"], request.path_params.get("version", version)
+        if requested == name and wanted == version:
+            return None
+        message = f"model '{requested}' version '{wanted}' is not served here; this server serves '{name}' {version}"
+        return JSONResponse({"error": message}, 404)
+
+    async def live(_: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(_: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def server_metadata(_: Request) -> Response:
+        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": []})
+
+    async def model_metadata(request: Request) -> Response:
+        return unknown_model(request) or JSONResponse(metadata)
+
+    async def model_ready(request: Request) -> Response:
+        return unknown_model(request) or JSONResponse({"name": name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        response = unknown_model(request) or await _predict(request)
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.duration.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def _predict(request: Request) -> Response:
+        try:
+            declared = request.headers.get("content-length", "0")
+            if declared.isdigit() and int(declared) > max_body:
+                raise BadRequest(f"the body of {declared} bytes is over the limit of {max_body}: split the batch", 413)
+            frame, request_id = parse_request(await request.body(), columns, max_rows)
+            predictions = np.asarray(model.predict(frame)).reshape(-1)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        except Exception:
+            # A model failure is the server's fault (5xx) and counts in the error ratio alert.
+            log.exception("prediction failed")
+            return JSONResponse({"error": "prediction failed; see the server log"}, 500)
+        metrics.rows.labels(name).inc(len(predictions))
+        if detector is not None:
+            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
+        output = {
+            "name": "output-1",
+            "shape": [len(predictions)],
+            "datatype": _output_datatype(predictions),
+            "data": predictions.tolist(),
+        }
+        body = {"model_name": name, "model_version": version, "id": request_id or str(uuid.uuid4())}
+        return JSONResponse({**body, "outputs": [output]})
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{model}", model_metadata),
+        Route("/v2/models/{model}/ready", model_ready),
+        Route("/v2/models/{model}/versions/{version}", model_metadata),
+        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    uri: str
+    name: str
+    version: str
+
+
+def resolve_model(params: Params, env: str | None, model_uri: str | None, name: str | None = None) -> ServedModel:
+    """What to serve: an explicit URI, the version pinned for `env`, or the registry's candidate alias."""
+    name = name or os.environ.get("MODEL_NAME") or params.registry.model_name
+    if model_uri:
+        return ServedModel(model_uri, name, os.environ.get("MODEL_VERSION") or "unversioned")
+    from .pin import read_pin
+    from .tracking import configure
+
+    if env:
+        pin = read_pin(params, env)
+        if not pin.version:
+            raise ParamsError(
+                f"no model is pinned for {env} in {pin.path}: promote one, or run `make serve` without ENV "
+                f"to serve the '{params.registry.alias}' version"
+            )
+        configure(params)
+        return ServedModel(f"models:/{pin.model}/{pin.version}", name, pin.version)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(params)
+    alias = params.registry.alias
+    try:
+        version = MlflowClient().get_model_version_by_alias(params.registry.model_name, alias)
+    except MlflowException:
+        raise ParamsError(
+            f"no version of {params.registry.model_name} has alias '{alias}' in the registry: run `make all` first"
+        ) from None
+    return ServedModel(f"models:/{params.registry.model_name}/{version.version}", name, str(version.version))
+
+
+def build_app(params: Params, served: ServedModel) -> Starlette:
+    """Load the model once and wrap it in the V2 app."""
+    import mlflow
+
+    try:
+        model = mlflow.pyfunc.load_model(served.uri)
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        raise ParamsError(f"cannot load the model at {served.uri}: {exc}") from None
+    columns = input_columns(model, params)
+    detector = None
+    try:
+        _, detector = load_reference(Path(mlflow.artifacts.download_artifacts(served.uri)))
+    except DataError:
+        log.warning("%s has no outlier detector: outliers are not counted", served.uri)
+    return create_app(model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector)
+
+
+def main(params: Params, env: str | None, model_uri: str | None, model_name: str | None, host: str, port: int) -> str:
+    import uvicorn
+
+    served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
+    app = build_app(params, served)
+    print(f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2", flush=True)
+    # One process: the cluster scales by replicas (HPA or KServe), each with its own CPU.
+    # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    return f"stopped serving {served.name} version {served.version}"

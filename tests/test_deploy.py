@@ -1,0 +1,238 @@
+"""Kubernetes manifests: every overlay of every runtime builds and validates; the pin is the one model switch."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import generate, k8s_schemas
+from .test_render import COMBINATIONS, ENVIRONMENTS
+
+# One project per serving runtime x monitoring choice, named as in the rendering matrix.
+PROJECTS = {
+    "defaults": COMBINATIONS["defaults"],
+    "local-kserve-nomonitoring-py310": COMBINATIONS["local-kserve-nomonitoring-py310"],
+    "custom-names-deployment": COMBINATIONS["custom-names-deployment"],
+    "s3-deployment-nomonitoring-py312": COMBINATIONS["s3-deployment-nomonitoring-py312"],
+}
+SERVING_KIND = {"kserve": "InferenceService", "deployment": "Deployment"}
+
+
+@pytest.fixture(scope="module", params=list(PROJECTS), ids=list(PROJECTS))
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    dst = generate(tmp_path_factory.mktemp(request.param) / "project", **PROJECTS[request.param])
+    return dst, yaml.safe_load((dst / ".copier-answers.yml").read_text())
+
+
+def validate(root: Path, *extra: str, schemas: bool = True) -> subprocess.CompletedProcess[str]:
+    """The generated `python -m <package> manifests validate`, run from the project's sources.
+
+    HOME points into the project so that no schema cache of the machine is found by accident.
+    """
+    package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
+    env = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"}
+    env["PYTHONPATH"] = str(root / "src")
+    env["HOME"] = str(root)
+    cmd = [sys.executable, "-m", package, "manifests", "validate", *extra]
+    if schemas:
+        cmd += ["--schemas", str(k8s_schemas())]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=300)
+
+
+def build(root: Path, target: str) -> list[dict[str, Any]]:
+    """The objects kustomize builds from deploy/<target>."""
+    cmd = ["kustomize", "build"] if shutil.which("kustomize") else ["kubectl", "kustomize"]
+    done = subprocess.run([*cmd, str(root / "deploy" / target)], capture_output=True, text=True, check=True)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    matches = [doc for doc in docs if doc["kind"] == kind]
+    assert len(matches) == 1, f"expected one {kind}, got {len(matches)}"
+    return matches[0]
+
+
+def test_every_overlay_builds_and_validates(project: tuple[Path, dict]) -> None:
+    """dev, staging, prod and the Argo CD objects build with kustomize and pass strict schema validation."""
+    root, _ = project
+    done = validate(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for target in [*(f"deploy/overlays/{env}" for env in ENVIRONMENTS), "deploy/argocd"]:
+        assert re.search(rf"{target}: \d+ objects, valid", done.stdout), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        # A wrong type in a core kind, and unknown fields in core kinds and custom resources.
+        ("base/serviceaccount.yaml", "automountServiceAccountToken: false", "automountServiceAccountToken: nope",
+         r"deploy/base/serviceaccount.yaml: ServiceAccount/\S+: automountServiceAccountToken: 'nope' is not of type"),
+        ("base/externalsecret.yaml", "  refreshInterval: 1h", "  refreshInterval: 1h\n  refreshEvery: 1h",
+         r"deploy/base/externalsecret.yaml: ExternalSecret/\S+-storage: spec: .*'refreshEvery' was unexpected"),
+        ("base/networkpolicy.yaml", "  policyTypes:", "  policyTypez:",
+         r"deploy/base/networkpolicy.yaml: NetworkPolicy/\S+-server: spec: .*'policyTypez' was unexpected"),
+        ("argocd/appproject.yaml", "  sourceRepos:", "  sourceRepositories:",
+         r"deploy/argocd/appproject.yaml: AppProject/\S+: spec: .*'sourceRepositories' was unexpected"),
+    ],
+)  # fmt: skip
+def test_broken_manifest_fails_validation(
+    project: tuple[Path, dict], tmp_path: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    """A wrong type or unknown field fails `manifests validate` (exit 5) naming file, kind, name and field."""
+    root = tmp_path / "project"
+    shutil.copytree(project[0], root)
+    path = root / "deploy" / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    done = validate(root)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert re.search(expected, done.stderr), done.stderr
+
+
+def test_serving_object_unknown_field_fails(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """An unknown field in the runtime's serving object (InferenceService or Deployment) fails validation."""
+    root = tmp_path / "project"
+    shutil.copytree(project[0], root)
+    runtime = project[1]["serving_runtime"]
+    path = root / "deploy/base" / ("inferenceservice.yaml" if runtime == "kserve" else "deployment.yaml")
+    text = path.read_text()
+    anchor = "    serviceAccountName:" if runtime == "kserve" else "      serviceAccountName:"
+    path.write_text(text.replace(anchor, anchor.replace("serviceAccountName:", "serviceAcountName: x\n") + anchor, 1))
+    done = validate(root)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert f"{path.relative_to(root)}: {SERVING_KIND[runtime]}/" in done.stderr
+    assert "serviceAcountName" in done.stderr and "(in dev, staging, prod)" in done.stderr
+
+
+def test_missing_schemas_are_named_with_the_fix(project: tuple[Path, dict]) -> None:
+    """Without a schema folder, custom resources fail with how to point at one (never a silent pass)."""
+    done = validate(project[0], schemas=False)
+    assert done.returncode == 7
+    assert "set K8S_SCHEMAS_DIR (or pass --schemas)" in done.stderr
+
+
+def _model_values(path: Path) -> list[str]:
+    """Model coordinates written in a deploy file: storage URIs, model env values, version labels, registry URIs.
+
+    "none" is the placeholder that components/pinned-model writes before the pin's values replace it.
+    """
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("storageUri", "storageUris", "model.mlops/version") and value != "none":
+                    found.append(f"{key}={value}")
+                walk(value)
+            if node.get("name") in ("MODEL_URI", "MODEL_VERSION") and node.get("value", "none") != "none":
+                found.append(f"{node['name']}={node['value']}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        for doc in yaml.safe_load_all(text):
+            walk(doc)
+    found += re.findall(r"models:/\S+|runs:/\S+|mlflow-artifacts:\S+", text)
+    return found
+
+
+def test_pin_file_is_the_only_place_a_model_version_appears(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """Only deploy/overlays/<env>/model.yaml holds model coordinates; what it says reaches the served objects."""
+    root = tmp_path / "project"
+    shutil.copytree(project[0], root)
+    pins = {root / f"deploy/overlays/{env}/model.yaml" for env in ENVIRONMENTS}
+    others = [p for p in (root / "deploy").rglob("*") if p.is_file() and p not in pins]
+    assert {str(p.relative_to(root)): _model_values(p) for p in others if _model_values(p)} == {}
+    # The check can fail: a storage URI written into the base is found.
+    planted = root / "deploy/base/planted.yaml"
+    planted.write_text("spec:\n  storageUri: s3://models/run-1/artifacts/model\n")
+    assert _model_values(planted) == ["storageUri=s3://models/run-1/artifacts/model"]
+    planted.unlink()
+
+    runtime = project[1]["serving_runtime"]
+    for number, env in enumerate(ENVIRONMENTS, start=40):
+        pin = yaml.safe_load((root / f"deploy/overlays/{env}/model.yaml").read_text())
+        pin["spec"].update(version=str(number), storageUri=f"s3://models/{env}/run-{number}/artifacts/model")
+        pin["spec"].update({"stopped": "false"} if runtime == "kserve" else {"replicas": 1})
+        pin["metadata"]["annotations"]["model.mlops/git-commit"] = f"commit-{number}"
+        (root / f"deploy/overlays/{env}/model.yaml").write_text(yaml.safe_dump(pin, sort_keys=False))
+        served = find(build(root, f"overlays/{env}"), SERVING_KIND[runtime])
+        assert served["metadata"]["labels"]["model.mlops/version"] == str(number)
+        assert served["metadata"]["annotations"]["model.mlops/git-commit"] == f"commit-{number}"
+        if runtime == "kserve":
+            predictor = served["spec"]["predictor"]
+            assert predictor["model"]["storageUri"] == pin["spec"]["storageUri"]
+            assert {"name": "MODEL_VERSION", "value": str(number)} in predictor["model"]["env"]
+            assert served["metadata"]["annotations"]["serving.kserve.io/stop"] == "false"
+        else:
+            container = served["spec"]["template"]["spec"]["containers"][0]
+            assert {"name": "MODEL_URI", "value": pin["spec"]["storageUri"]} in container["env"]
+            assert served["spec"]["replicas"] == 1
+            assert served["spec"]["template"]["metadata"]["annotations"]["model.mlops/git-commit"] == f"commit-{number}"
+    assert validate(root).returncode == 0
+
+
+def test_unpinned_overlays_run_nothing(project: tuple[Path, dict]) -> None:
+    """Before any promotion every overlay deploys, but no model server pod runs and no pin reaches the cluster."""
+    root, answers = project
+    for env in ENVIRONMENTS:
+        docs = build(root, f"overlays/{env}")
+        assert "ModelPin" not in {doc["kind"] for doc in docs}
+        served = find(docs, SERVING_KIND[answers["serving_runtime"]])
+        assert served["metadata"]["namespace"] == f"{answers['k8s_namespace']}-{env}"
+        if answers["serving_runtime"] == "kserve":
+            assert served["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+        else:
+            assert served["spec"]["replicas"] == 0
+
+
+def test_alert_thresholds_follow_the_environment(project: tuple[Path, dict]) -> None:
+    """With monitoring, each overlay's alerts read its own namespace and thresholds.yaml; without, none ship."""
+    root, answers = project
+    for env in ENVIRONMENTS:
+        docs = build(root, f"overlays/{env}")
+        kinds = {doc["kind"] for doc in docs}
+        if not answers["enable_monitoring"]:
+            assert kinds.isdisjoint({"PrometheusRule", "PodMonitor", "CronJob"})
+            continue
+        thresholds = yaml.safe_load((root / f"deploy/overlays/{env}/thresholds.yaml").read_text())
+        namespace = yaml.safe_load((root / f"deploy/overlays/{env}/kustomization.yaml").read_text())["namespace"]
+        assert thresholds["metadata"]["namespace"] == namespace
+        rules = find(docs, "PrometheusRule")["spec"]["groups"][1]["rules"]
+        exprs = {rule["alert"]: rule["expr"] for rule in rules}
+        assert set(exprs) == {
+            "ModelServerUnavailable", "ModelServerErrorRatioHigh", "ModelServerLatencyP95High",
+            "ModelDataDrift", "ModelDriftJobStale",
+        }  # fmt: skip
+        assert all(f'{{namespace="{namespace}"}}' in expr for expr in exprs.values()), exprs
+        assert exprs["ModelServerErrorRatioHigh"].endswith(f"> {thresholds['spec']['errorRatioMax']}")
+        assert exprs["ModelServerUnavailable"].endswith(f"< {thresholds['spec']['availabilityMin']}")
+        assert exprs["ModelDriftJobStale"].endswith(f"> {thresholds['spec']['driftJobMaxAgeSeconds']}")
+        dashboard = find(docs, "ConfigMap")
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][
+            -2:
+        ] == ["monitor", "drift"]
+
+
+def test_argocd_has_one_application_per_overlay(project: tuple[Path, dict]) -> None:
+    """The ApplicationSet lists every overlay; dev and staging sync automatically, prod by hand."""
+    root, answers = project
+    appset = find(build(root, "argocd"), "ApplicationSet")
+    elements = appset["spec"]["generators"][0]["list"]["elements"]
+    assert [e["env"] for e in elements] == ENVIRONMENTS
+    assert {e["env"]: e["autoSync"] for e in elements} == {"dev": "true", "staging": "true", "prod": "false"}
+    assert all((root / f"deploy/overlays/{e['env']}/kustomization.yaml").is_file() for e in elements)
+    assert appset["spec"]["template"]["spec"]["source"]["path"] == "deploy/overlays/{{ .env }}"
+    assert "automated:" in appset["spec"]["templatePatch"] and "selfHeal: true" in appset["spec"]["templatePatch"]
+    assert appset["spec"]["template"]["spec"]["project"] == answers["project_slug"]
