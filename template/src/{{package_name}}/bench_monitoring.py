@@ -17,7 +17,8 @@ import pandas as pd
 from scipy.stats import ks_2samp
 
 from .config import DataContract, Monitor, load_params
-from .monitor import build_profile, drift, load_reference, read_current
+from .files import read_table
+from .monitor import build_profile, drift, load_reference
 
 ROWS, NUMERIC, CATEGORICAL = 1_000_000, 14, 6
 
@@ -68,10 +69,10 @@ def serving_figures(params_path: Path) -> dict[str, object]:
     import mlflow
 
     params = load_params(params_path)
-    model = mlflow.sklearn.load_model(str(params.path("model")))
+    # The pyfunc flavour, as the model server predicts.
+    model = mlflow.pyfunc.load_model(str(params.path("model")))
     _, detector = load_reference(params.path("model"))
-    test = params.path("test")
-    rows = read_current(str(test), params.data).head(200)
+    rows = read_table(params.path("test"), produced_by="featurize")[params.data.features].head(200)
     singles = [rows.iloc[[i]] for i in range(len(rows))]
 
     def per_call(call) -> float:

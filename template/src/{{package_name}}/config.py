@@ -191,6 +191,7 @@ class Serve(_Section):
     max_batch_rows: int = Field(default=1000, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    log_inputs: Path | None = None
 
 
 class Deploy(_Section):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -215,10 +216,12 @@ def create_app(
     columns: list[InputColumn],
     max_rows: int,
     detector: OutlierDetector | None = None,
+    log_inputs: Path | None = None,
 ) -> Starlette:
     """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
 
-    With the model's outlier detector, rows unlike the training data are counted.
+    With the model's outlier detector, rows unlike the training data are counted; with
+    `log_inputs`, every predicted row is appended to that CSV file (the drift check's input).
     """
     metrics = make_metrics()
     metrics.info.labels(name, version, uri).set(1)
@@ -276,8 +279,6 @@ def create_app(
             log.exception("prediction failed")
             return JSONResponse({"error": "prediction failed; see the server log"}, 500)
         metrics.rows.labels(name).inc(len(predictions))
-        if detector is not None:
-            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
         output = {
             "name": "output-1",
             "shape": [len(predictions)],
@@ -285,7 +286,14 @@ def create_app(
             "data": predictions.tolist(),
         }
         body = {"model_name": name, "model_version": version, "id": request_id or str(uuid.uuid4())}
-        return JSONResponse({**body, "outputs": [output]})
+        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
+        return JSONResponse({**body, "outputs": [output]}, background=BackgroundTask(observe, frame))
+
+    def observe(frame: pd.DataFrame) -> None:
+        if detector is not None:
+            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
+        if log_inputs is not None:
+            log_rows(frame, log_inputs)
 
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -302,6 +310,12 @@ def create_app(
         Route("/metrics", prometheus),
     ]
     return Starlette(routes=routes)
+
+
+def log_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Append input rows to a CSV file, with the header when the file starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
 
 
 @dataclass(frozen=True)
@@ -356,7 +370,10 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
         _, detector = load_reference(Path(mlflow.artifacts.download_artifacts(served.uri)))
     except DataError:
         log.warning("%s has no outlier detector: outliers are not counted", served.uri)
-    return create_app(model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector)
+    log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
+    return create_app(
+        model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector, log_inputs
+    )
 
 
 def main(params: Params, env: str | None, model_uri: str | None, model_name: str | None, host: str, port: int) -> str:
