@@ -53,7 +53,8 @@ def workflow_settings(params: Params) -> dict[str, Any]:
         "arguments": workflow_parameters(params),
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=params.argo.ttl_seconds),
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
-        "security_context": m.PodSecurityContext(run_as_non_root=True, run_as_user=1000, fs_group=1000),
+        # The image's user (Dockerfile), as in the serving pods.
+        "security_context": m.PodSecurityContext(run_as_non_root=True, run_as_user=10001, fs_group=10001),
         "labels": {"app.kubernetes.io/part-of": params.mlflow.experiment},
     }
 
