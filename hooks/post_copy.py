@@ -59,7 +59,9 @@ def ensure_dvc_tracking() -> bool:
             try:
                 repo.push(targets=[pointer])
             except Exception as exc:  # any remote failure still leaves a valid project
-                print(f"The sample data is tracked but not pushed ({exc}): run `dvc push` once the remote is reachable.")
+                print(
+                    f"The sample data is tracked but not pushed ({exc}): run `dvc push` once the remote is reachable."
+                )
         return True
     dvc = shutil.which("dvc")
     if dvc is None:

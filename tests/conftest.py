@@ -25,6 +25,7 @@ def k8s_schemas() -> Path:
         )
     return location
 
+
 # Pairwise over the answers that change output: remote kind, serving, monitoring,
 # Python version, tracking URI, and custom names.
 COMBINATIONS: dict[str, dict[str, Any]] = {
