@@ -205,6 +205,14 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
         for problem in problems:
             found.setdefault(problem, []).append(target.name)
         lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
+    # The Argo workflows `make render` wrote (pipelines/*.yaml): custom resources too.
+    for rendered in sorted((params.root / "pipelines").glob("*.yaml")):
+        label = str(rendered.relative_to(params.root))
+        docs = [doc for doc in yaml.safe_load_all(rendered.read_text(encoding="utf-8")) if doc]
+        problems = validate_documents(docs, rendered.parent, params, folder, label)
+        for problem in problems:
+            found.setdefault(problem, []).append(rendered.name)
+        lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
     failures += [f"{problem} (in {', '.join(names)})" for problem, names in found.items()]
     if failures:
         raise ManifestError(f"{len(failures)} problem(s) in the manifests:\n  " + "\n  ".join(failures))
