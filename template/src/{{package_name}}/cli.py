@@ -253,9 +253,7 @@ def run_promote(args: argparse.Namespace) -> str:
         raise ParamsError("say what to promote: --version N (or --commit SHA), with --env ENV")
     if args.allow_worse != bool(args.reason.strip()):
         raise ParamsError("--allow-worse and --reason TEXT go together: say why a worse model is pinned on purpose")
-    return promote.promote(
-        params, args.env, args.version, args.commit, args.wait, args.reason.strip(), args.body
-    )
+    return promote.promote(params, args.env, args.version, args.commit, args.wait, args.reason.strip(), args.body)
 
 
 def run_sample_data(args: argparse.Namespace) -> str:

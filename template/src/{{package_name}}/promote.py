@@ -313,14 +313,18 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
-def metrics_table(params: Params, new: dict[str, Any], old: dict[str, Any] | None, new_label: str, old_label: str) -> str:
+def metrics_table(
+    params: Params, new: dict[str, Any], old: dict[str, Any] | None, new_label: str, old_label: str
+) -> str:
     """Markdown: each held-out metric of the challenger beside the champion's, criteria first."""
     criteria = params.evaluate.success_criteria
     names = [*criteria, *sorted(k for k in new if k not in criteria and k != "rows")]
     lines = [f"| metric | criterion | {new_label} | {old_label} | change |", "|---|---|---|---|---|"]
     for name in names:
         value, before = new.get(name), (old or {}).get(name)
-        change = f"{value - before:+.4f}" if isinstance(value, (int, float)) and isinstance(before, (int, float)) else ""
+        change = (
+            f"{value - before:+.4f}" if isinstance(value, (int, float)) and isinstance(before, (int, float)) else ""
+        )
         lines.append(f"| {name} | {_bound(criteria.get(name))} | {_number(value)} | {_number(before)} | {change} |")
     return "\n".join(lines)
 
@@ -403,7 +407,9 @@ def pr_body(
 
 def _check_env(params: Params, env: str | None) -> str:
     if not env or env not in params.deploy.environments:
-        raise ParamsError(f"--env '{env or ''}' is not an environment: use one of {', '.join(params.deploy.environments)}")
+        raise ParamsError(
+            f"--env '{env or ''}' is not an environment: use one of {', '.join(params.deploy.environments)}"
+        )
     return env
 
 
@@ -465,7 +471,9 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
     """The gates on one changed pin, as CI sees it: the pin in the PR against the base branch."""
     if not head.version:
         if head.serving or head.storage_uri:
-            raise PinMismatch(f"{head.path}: version is none, so storageUri must be none and serving off (stopped/replicas)")
+            raise PinMismatch(
+                f"{head.path}: version is none, so storageUri must be none and serving off (stopped/replicas)"
+            )
         return f"{env}: unpinned, serving stops"
     challenger = registry.version(head.model, head.version)
     expected = challenger.lineage(UNKNOWN)
@@ -477,7 +485,7 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
         for key in CHECKED_LINEAGE
         if head.lineage[key] != expected[key]
     ]
-    wrong += ["serving is off (stopped \"true\" or replicas 0) while a version is pinned"] * (not head.serving)
+    wrong += ['serving is off (stopped "true" or replicas 0) while a version is pinned'] * (not head.serving)
     if wrong:
         raise PinMismatch(
             f"{head.path} does not match {head.model} version {head.version} in the registry:\n  "
