@@ -18,8 +18,8 @@ TEMPLATE = REPO_ROOT / "template"
 PACKAGE_MODULES = [
     "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "bench_serving.py", "cli.py", "config.py",
     "errors.py", "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "manifests.py", "monitor.py",
-    "pin.py", "promote.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py", "train.py",
-    "validate.py",
+    "pin.py", "promote.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py",
+    "train.py", "validate.py",
 ]  # fmt: skip
 ENVIRONMENTS = ["dev", "staging", "prod"]
 SERVING_FILES = {
