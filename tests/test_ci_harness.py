@@ -95,7 +95,7 @@ def test_ci_run_steps_pass_on_a_fresh_project(tmp_path: Path) -> None:
         "Tests",
         "Data (dvc pull)",
         "Pipeline on the PR's data (dvc repro)",
-        "Argo workflows are rendered from their modules",
+        "Argo workflows render and match the committed YAML",
         "Kubernetes manifests build and validate",
         "Promotion gates on changed pin files",
         "Metrics of this change against prod",
