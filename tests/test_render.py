@@ -18,8 +18,8 @@ TEMPLATE = REPO_ROOT / "template"
 PACKAGE_MODULES = [
     "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "bench_serving.py", "cli.py", "config.py",
     "errors.py", "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "manifests.py", "monitor.py",
-    "pin.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py", "train.py",
-    "validate.py",
+    "pin.py", "promote.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py",
+    "train.py", "validate.py",
 ]  # fmt: skip
 ENVIRONMENTS = ["dev", "staging", "prod"]
 SERVING_FILES = {
@@ -52,11 +52,13 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
     optional = {"pipelines/monitoring.py"} if enable_monitoring else set()
     return optional | {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
-        ".github/workflows/template-update.yml",
+        ".github/workflows/template-update.yml", ".github/workflows/ci.yml", ".github/workflows/train.yml",
+        ".github/workflows/promote.yml", ".github/workflows/sync-aliases.yml", ".github/workflows/drift-response.yml",
+        ".github/CODEOWNERS", ".github/pull_request_template.md", "docs/promotion.md",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
-        "tests/test_monitor.py", "tests/test_serve.py", "tests/test_workflow.py",
+        "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_workflow.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip

@@ -9,7 +9,20 @@ import sys
 from pathlib import Path
 
 from .config import PARAMS_FILE, load_params
-from .errors import ContractViolation, DataError, GateFailed, ManifestError, MonitorBreach, ParamsError, SubmitError
+from .errors import (
+    ContractViolation,
+    CriteriaNotMet,
+    DataError,
+    GateFailed,
+    ManifestError,
+    MonitorBreach,
+    NotInRegistry,
+    ParamsError,
+    PinMismatch,
+    SkipsEnvironment,
+    SubmitError,
+    WorseThanChampion,
+)
 
 # Pipeline stages in run order; each is a module with main(params) -> summary.
 STAGES: dict[str, str] = {
@@ -31,6 +44,12 @@ EXIT_CONTRACT_VIOLATED = 4  # the data breaks the data contract
 EXIT_SUBMIT_FAILED = 5  # the Argo server is unreachable or refused the workflow
 EXIT_MONITOR_BREACH = 6  # drift or outliers above the thresholds in params.yaml
 EXIT_MANIFESTS_INVALID = 7  # a Kubernetes manifest does not build or validate
+# `promote` refusals, one code per reason (docs/promotion.md).
+EXIT_NOT_IN_REGISTRY = 8  # the version (or the champion it replaces) is not in the MLflow registry
+EXIT_CRITERIA_NOT_MET = 9  # its recorded evaluation fails the success criteria in params.yaml
+EXIT_WORSE_THAN_CHAMPION = 10  # it scores worse than the pinned model, and no --allow-worse --reason
+EXIT_SKIPS_ENVIRONMENT = 11  # it is not pinned in the previous environment (dev -> staging -> prod)
+EXIT_PIN_MISMATCH = 12  # a pin file disagrees with the registry (edited by hand)
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -39,9 +58,15 @@ EXIT_CODES: dict[type[Exception], int] = {
     SubmitError: EXIT_SUBMIT_FAILED,
     MonitorBreach: EXIT_MONITOR_BREACH,
     ManifestError: EXIT_MANIFESTS_INVALID,
+    NotInRegistry: EXIT_NOT_IN_REGISTRY,
+    CriteriaNotMet: EXIT_CRITERIA_NOT_MET,
+    WorseThanChampion: EXIT_WORSE_THAN_CHAMPION,
+    SkipsEnvironment: EXIT_SKIPS_ENVIRONMENT,
+    PinMismatch: EXIT_PIN_MISMATCH,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
 MANIFESTS_HELP = "build every Kubernetes overlay with kustomize and validate it offline"
+PROMOTE_HELP = "pin a registered model version in an environment (deploy/overlays/ENV/model.yaml) behind the gates"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     manifests.add_argument("action", choices=["validate"])
     manifests.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
     manifests.add_argument("--schemas", type=Path, help="custom-resource schema folder (default: $K8S_SCHEMAS_DIR)")
+    promote = commands.add_parser("promote", help=PROMOTE_HELP, description=PROMOTE_HELP)
+    promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    promote.add_argument("--env", help="environment whose pin changes (or, with --diff, is compared with)")
+    which = promote.add_mutually_exclusive_group()
+    which.add_argument("--version", help="registered version number to pin")
+    which.add_argument("--commit", help="pin the newest version registered from this git commit")
+    promote.add_argument("--wait", type=int, default=0, help="with --commit: seconds to wait for it to be registered")
+    promote.add_argument("--allow-worse", action="store_true", help="pin a version worse than the champion (rollback)")
+    promote.add_argument("--reason", default="", help="why, with --allow-worse; recorded in the pin and the PR")
+    promote.add_argument("--body", type=Path, help="write the pull request body (markdown) here instead of stdout")
+    mode = promote.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="CI: the gates on every pin changed against --base")
+    mode.add_argument("--sync", action="store_true", help="after merge: aliases champion-<env> follow the pins")
+    mode.add_argument("--diff", action="store_true", help="markdown: reports/ of this workspace vs the model in --env")
+    promote.add_argument("--base", default="origin/main", help="with --check: the base branch (default: %(default)s)")
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
     sample.add_argument("--rows", type=int, default=5000)
@@ -195,6 +235,27 @@ def run_manifests(args: argparse.Namespace) -> str:
     return manifests.main(load_params(args.params), schemas=args.schemas)
 
 
+def run_promote(args: argparse.Namespace) -> str:
+    from . import promote
+
+    params = load_params(args.params)
+    if args.check:
+        return promote.check(params, args.base, args.body)
+    if args.sync:
+        return promote.sync(params)
+    if args.diff:
+        text = promote.diff(params, args.env)
+        if args.body:
+            promote.write_atomic(args.body, text)
+            return f"metrics comparison -> {args.body}"
+        return "\n" + text
+    if not (args.version or args.commit):
+        raise ParamsError("say what to promote: --version N (or --commit SHA), with --env ENV")
+    if args.allow_worse != bool(args.reason.strip()):
+        raise ParamsError("--allow-worse and --reason TEXT go together: say why a worse model is pinned on purpose")
+    return promote.promote(params, args.env, args.version, args.commit, args.wait, args.reason.strip(), args.body)
+
+
 def run_sample_data(args: argparse.Namespace) -> str:
     from .sample_data import write_sample
 
@@ -209,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "monitor": run_monitor,
         "serve": run_serve,
         "manifests": run_manifests,
+        "promote": run_promote,
         "sample-data": run_sample_data,
     }
     try:

@@ -199,6 +199,9 @@ class Deploy(_Section):
     environments: list[str] = Field(default_factory=lambda: ["dev", "staging", "prod"], min_length=1)
     # Kubernetes version whose API schemas `manifests validate` checks the core kinds against.
     kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d+$")
+    # The success criterion a challenger must not be worse on than the champion it
+    # replaces (`promote`); default: the first of evaluate.success_criteria.
+    compare_on: str | None = None
 
 
 class Params(_Section):

@@ -27,3 +27,27 @@ class MonitorBreach(RuntimeError):
 
 class ManifestError(ValueError):
     """The Kubernetes manifests do not build or validate; the message names file, kind, name and field."""
+
+
+class PromotionRefused(RuntimeError):
+    """A promotion gate refused; each subclass is one reason with its own exit code."""
+
+
+class NotInRegistry(PromotionRefused):
+    """The model version (or the champion it is compared with) is not in the MLflow registry."""
+
+
+class CriteriaNotMet(PromotionRefused):
+    """The version's recorded evaluation fails the success criteria in params.yaml."""
+
+
+class WorseThanChampion(PromotionRefused):
+    """The version scores worse than the environment's champion, and no reason was given to allow it."""
+
+
+class SkipsEnvironment(PromotionRefused):
+    """The version is not pinned in the previous environment (dev -> staging -> prod)."""
+
+
+class PinMismatch(PromotionRefused):
+    """A pin file disagrees with the registry (storage URI, lineage, serving switch): it was edited by hand."""

@@ -16,6 +16,9 @@ UNPINNED = "none"
 # Lineage annotations on the pin; kustomize copies them onto the served objects.
 LINEAGE_KEYS = ("git-commit", "mlflow-run", "dvc-data-hash", "template-version")
 ANNOTATION_PREFIX = "model.mlops/"
+# Why a version that scores worse than the champion was pinned on purpose (a rollback);
+# the PR review sees it, and `promote --check` accepts the worse score only with it.
+REASON_KEY = "allow-worse-reason"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Pin:
     version: str
     storage_uri: str
     lineage: dict[str, str]
+    # Whether the serving switch is on: `stopped: "false"` (KServe) or `replicas` > 0 (Deployment).
+    serving: bool = False
+    reason: str = ""
 
 
 def pin_path(params: Params, env: str) -> Path:
@@ -37,19 +43,32 @@ def read_pin(params: Params, env: str) -> Pin:
         raise ParamsError(f"unknown environment '{env}': use one of {', '.join(params.deploy.environments)}")
     path = pin_path(params, env)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path} not found: every environment needs its pin file") from None
+    return parse_pin(params, text, path)
+
+
+def parse_pin(params: Params, text: str, path: Path | str) -> Pin:
+    """A pin from its YAML text; `path` names it in messages (a file, or `REF:file` from git)."""
+    try:
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or doc.get("kind") != PIN_KIND or not isinstance(doc.get("spec"), dict):
         raise ParamsError(f"{path} must be a {PIN_KIND} with a spec (model, version, storageUri)")
     spec = doc["spec"]
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    if "stopped" in spec:
+        serving = str(spec["stopped"]).lower() == "false"
+    else:
+        serving = str(spec.get("replicas", 0)).isdigit() and int(spec.get("replicas", 0)) > 0
     return Pin(
-        path=path,
+        path=Path(path),
         model=str(spec.get("model") or params.registry.model_name),
         version="" if str(spec.get("version") or UNPINNED) == UNPINNED else str(spec["version"]),
         storage_uri="" if str(spec.get("storageUri") or UNPINNED) == UNPINNED else str(spec["storageUri"]),
         lineage={key: str(annotations.get(ANNOTATION_PREFIX + key, "")) for key in LINEAGE_KEYS},
+        serving=serving,
+        reason=str(annotations.get(ANNOTATION_PREFIX + REASON_KEY) or ""),
     )
