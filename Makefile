@@ -14,7 +14,7 @@ DEMO_DIR ?= $(CURDIR)/build/demo
 .PHONY: help setup demo test test-fast snapshots lint bench fleet cookiecutter-json clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed node_modules/.installed ## Create .venv with copier, DVC and the test tools; npm tools
 

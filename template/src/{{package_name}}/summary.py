@@ -46,5 +46,7 @@ def main(params: Params) -> str:
         f"  model          {params.paths.model}",
         f"  registry       {registered_version(params)}",
         f"  MLflow store   {uri}  (browse: mlflow ui --backend-store-uri {uri})",
+        "  next           make serve (V2 API on localhost), make validate (Kubernetes manifests),",
+        "                 make promote ENV=dev VERSION=<n> (pin a version for dev, by pull request)",
     ]
     return "\n".join(lines)
