@@ -13,7 +13,7 @@ from packaging.version import Version
 
 from .conftest import REPO_ROOT, run
 from .releases import TemplateClone, changelog_releases
-from .test_update import commit, conflicts, copy_release, update
+from .test_update import commit, conflicts, copy_release, update, updated_with_raised_bound
 
 MIGRATION = REPO_ROOT / "hooks" / "migrate_success_criteria.py"
 BEFORE_0_2_0 = max(v for v in changelog_releases() if v < Version("0.2.0"))
@@ -92,12 +92,7 @@ def test_refusal_stops_the_update_before_any_change(template_clone: TemplateClon
 
 def test_project_value_next_to_the_rename_is_kept(template_clone: TemplateClone, tmp_path: Path) -> None:
     """A bound the project raised beside the renamed key is shown as a conflict whose both sides use the new key."""
-    project = copy_release(template_clone, template_clone.tag(BEFORE_0_2_0), tmp_path / "project", tmp_path / "remote")
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("roc_auc: {min: 0.75}", "roc_auc: {min: 0.8}"))
-    commit(project, "Raise the bar")
-
-    update(project)
+    project = updated_with_raised_bound(template_clone, template_clone.tag(BEFORE_0_2_0), tmp_path)
 
     shown = conflicts(project)
     assert list(shown) == ["params.yaml"]

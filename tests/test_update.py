@@ -56,6 +56,16 @@ def commit(project: Path, message: str) -> None:
     run(["git", "commit", "--quiet", "--no-verify", "-m", message], cwd=project)
 
 
+def updated_with_raised_bound(clone: TemplateClone, ref: str, tmp_path: Path) -> Path:
+    """A project from `ref` that raised a success criterion right below the key 0.2.0 renames, then updated."""
+    project = copy_release(clone, ref, tmp_path / "project", tmp_path / "remote")
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("roc_auc: {min: 0.75}", "roc_auc: {min: 0.8}"))
+    commit(project, "Raise the bar")
+    update(project)
+    return project
+
+
 def contents(root: Path) -> dict[str, bytes]:
     """Bytes of every file outside git's and DVC's local state."""
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .releases import TemplateClone, changelog_releases
-from .test_update import commit, copy_release, update
+from .test_update import commit, copy_release, update, updated_with_raised_bound
 
 OLDEST = min(changelog_releases())
 
@@ -44,12 +44,8 @@ def test_clean_update_passes_lint(updated: Path, tmp_path: Path) -> None:
 
 def test_conflict_markers_fail_lint(template_clone: TemplateClone, tmp_path: Path) -> None:
     """Markers staged as the update pull request stages them fail the merge-conflict hook, naming the file."""
-    project = copy_release(template_clone, template_clone.tag(OLDEST), tmp_path / "project", tmp_path / "remote")
     # The oldest release had evaluate.criteria; the project raises a bound right below the renamed key.
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("roc_auc: {min: 0.75}", "roc_auc: {min: 0.8}"))
-    commit(project, "Raise the bar")
-    update(project)
+    project = updated_with_raised_bound(template_clone, template_clone.tag(OLDEST), tmp_path)
     subprocess.run(["git", "add", "--all"], cwd=project, check=True)
 
     done = make_lint(project, tmp_path)
