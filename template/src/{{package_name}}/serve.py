@@ -361,13 +361,15 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     import mlflow
 
     try:
-        model = mlflow.pyfunc.load_model(served.uri)
+        # One download serves both the model and the outlier detector stored beside it.
+        local = Path(mlflow.artifacts.download_artifacts(served.uri))
+        model = mlflow.pyfunc.load_model(str(local))
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         raise ParamsError(f"cannot load the model at {served.uri}: {exc}") from None
     columns = input_columns(model, params)
     detector = None
     try:
-        _, detector = load_reference(Path(mlflow.artifacts.download_artifacts(served.uri)))
+        _, detector = load_reference(local)
     except DataError:
         log.warning("%s has no outlier detector: outliers are not counted", served.uri)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
