@@ -13,17 +13,8 @@ import pytest
 from .releases import TemplateClone, make_template_clone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
-
-
-def k8s_schemas() -> Path:
-    """The custom-resource JSON schemas: $K8S_SCHEMAS_DIR, else ../shared/k8s-schemas beside this checkout."""
-    location = Path(os.environ.get(SCHEMAS_ENV) or REPO_ROOT.parent / "shared" / "k8s-schemas")
-    if not location.is_dir():
-        pytest.fail(
-            f"no custom-resource schemas at {location}: set {SCHEMAS_ENV} to a <group>/<kind>_<version>.json tree"
-        )
-    return location
+# The custom-resource schemas the template ships; generated projects carry theirs in deploy/schemas.
+SCHEMAS = REPO_ROOT / "template" / "deploy" / "schemas"
 
 
 # Pairwise over the answers that change output: remote kind, serving, monitoring,

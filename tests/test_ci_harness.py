@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import generate, k8s_schemas, run
+from .conftest import generate, run
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,6 @@ NEEDS_GITHUB = {
     "actions/checkout": "clones from GitHub: the harness clones the project instead",
     "astral-sh/setup-uv": "installs uv on the runner: uv is on this machine",
     "Cloud credentials (OIDC)": "needs GitHub's OIDC token",
-    "Kubernetes custom-resource schemas": "fetches from github.com: the harness sets K8S_SCHEMAS_DIR",
     "actions/upload-artifact": "stores on GitHub",
     "actions/download-artifact": "reads from GitHub",
     "marocchino/sticky-pull-request-comment": "posts to the pull request",
@@ -63,7 +62,6 @@ def test_ci_run_steps_pass_on_a_fresh_project(tmp_path: Path) -> None:
         "RUNNER_TEMP": str(runner_temp),
         "GITHUB_ENV": str(github_env),
         "GITHUB_OUTPUT": str(tmp_path / "github-output"),
-        "K8S_SCHEMAS_DIR": str(k8s_schemas()),
         # This machine has the project's Python; one OpenMP thread beside the other test worker.
         "UV_PYTHON_DOWNLOADS": "never",
         "OMP_NUM_THREADS": "1",

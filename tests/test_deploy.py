@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import generate, k8s_schemas
+from .conftest import generate
 from .test_render import COMBINATIONS, ENVIRONMENTS
 
 # One project per serving runtime x monitoring choice, named as in the rendering matrix.
@@ -32,19 +32,16 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return dst, yaml.safe_load((dst / ".copier-answers.yml").read_text())
 
 
-def validate(root: Path, *extra: str, schemas: bool = True) -> subprocess.CompletedProcess[str]:
+def validate(root: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The generated `python -m <package> manifests validate`, run from the project's sources.
 
-    HOME points into the project so that no schema cache of the machine is found by accident.
+    K8S_SCHEMAS_DIR is unset and HOME points into the project: the schemas come from the project alone.
     """
     package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
-    env = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"}
-    env["PYTHONPATH"] = str(root / "src")
-    env["HOME"] = str(root)
+    environ = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"}
+    environ |= {"PYTHONPATH": str(root / "src"), "HOME": str(root), **(env or {})}
     cmd = [sys.executable, "-m", package, "manifests", "validate", *extra]
-    if schemas:
-        cmd += ["--schemas", str(k8s_schemas())]
-    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=environ, timeout=300)
 
 
 def build(root: Path, target: str) -> list[dict[str, Any]]:
@@ -112,11 +109,23 @@ def test_serving_object_unknown_field_fails(project: tuple[Path, dict], tmp_path
     assert "serviceAcountName" in done.stderr and "(in dev, staging, prod)" in done.stderr
 
 
-def test_missing_schemas_are_named_with_the_fix(project: tuple[Path, dict]) -> None:
-    """Without a schema folder, custom resources fail with how to point at one (never a silent pass)."""
-    done = validate(project[0], schemas=False)
-    assert done.returncode == 7
-    assert "set K8S_SCHEMAS_DIR (or pass --schemas)" in done.stderr
+def test_missing_schema_folder_is_named_with_the_fix(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """Without deploy/schemas, validation stops (exit 2) and says how to get the folder back (never a silent pass)."""
+    root = tmp_path / "project"
+    shutil.copytree(project[0], root)
+    shutil.rmtree(root / "deploy/schemas")
+    done = validate(root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "deploy/schemas" in done.stderr and "restore deploy/schemas from git" in done.stderr
+
+
+def test_schema_folder_override_is_used(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """K8S_SCHEMAS_DIR replaces the vendored folder: an empty one fails each custom resource, naming how to add it."""
+    (tmp_path / "empty").mkdir()
+    done = validate(project[0], env={"K8S_SCHEMAS_DIR": str(tmp_path / "empty")})
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert "no schema for argoproj.io/v1alpha1 AppProject" in done.stderr
+    assert "--add argoproj.io/appproject_v1alpha1.json" in done.stderr
 
 
 def _model_values(path: Path) -> list[str]:
@@ -151,7 +160,8 @@ def test_pin_file_is_the_only_place_a_model_version_appears(project: tuple[Path,
     root = tmp_path / "project"
     shutil.copytree(project[0], root)
     pins = {root / f"deploy/overlays/{env}/model.yaml" for env in ENVIRONMENTS}
-    others = [p for p in (root / "deploy").rglob("*") if p.is_file() and p not in pins]
+    manifests = [p for p in (root / "deploy").rglob("*") if p.is_file() and "schemas" not in p.parts]
+    others = [p for p in manifests if p not in pins]
     assert {str(p.relative_to(root)): _model_values(p) for p in others if _model_values(p)} == {}
     # The check can fail: a storage URI written into the base is found.
     planted = root / "deploy/base/planted.yaml"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import COMBINATIONS, generate, k8s_schemas
+from .conftest import COMBINATIONS, generate
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 # In the generated project: render every workflow, and check each one (plus a deliberately
@@ -45,7 +45,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         root = generate(base / "project", base / "remote", tasks=True, **COMBINATIONS[request.param])
     package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
     done = subprocess.run(
-        [sys.executable, "-c", RENDER.format(package=package), str(k8s_schemas())],
+        [sys.executable, "-c", RENDER.format(package=package), str(root / "deploy/schemas")],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root / "src")},
         capture_output=True,

@@ -65,7 +65,10 @@ EXIT_CODES: dict[type[Exception], int] = {
     PinMismatch: EXIT_PIN_MISMATCH,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
-MANIFESTS_HELP = "build every Kubernetes overlay with kustomize and validate it offline"
+MANIFESTS_HELP = (
+    "build every Kubernetes overlay with kustomize and validate it offline against deploy/schemas; "
+    "or refresh those schemas from the CRDs catalog"
+)
 PROMOTE_HELP = "pin a registered model version in an environment (deploy/overlays/ENV/model.yaml) behind the gates"
 
 
@@ -114,9 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: serve.host in params.yaml)")
     serve.add_argument("--port", type=int, help="port (default: serve.port in params.yaml)")
     manifests = commands.add_parser("manifests", help=MANIFESTS_HELP, description=MANIFESTS_HELP)
-    manifests.add_argument("action", choices=["validate"])
+    manifests.add_argument("action", choices=["validate", "schemas"], help="validate, or refresh deploy/schemas")
     manifests.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
-    manifests.add_argument("--schemas", type=Path, help="custom-resource schema folder (default: $K8S_SCHEMAS_DIR)")
+    manifests.add_argument(
+        "--schemas", type=Path, help="validate: schema folder (default: $K8S_SCHEMAS_DIR, else deploy/schemas)"
+    )
+    manifests.add_argument("--commit", help="schemas: full commit of the CRDs catalog to take them from")
+    manifests.add_argument("--from", dest="source", help="schemas: a local checkout of the catalog (default: download)")
+    manifests.add_argument("--add", action="append", default=[], help="schemas: also vendor GROUP/KIND_VERSION.json")
     promote = commands.add_parser("promote", help=PROMOTE_HELP, description=PROMOTE_HELP)
     promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
     promote.add_argument("--env", help="environment whose pin changes (or, with --diff, is compared with)")
@@ -232,7 +240,12 @@ def run_serve(args: argparse.Namespace) -> str:
 def run_manifests(args: argparse.Namespace) -> str:
     from . import manifests
 
-    return manifests.main(load_params(args.params), schemas=args.schemas)
+    params = load_params(args.params)
+    if args.action == "schemas":
+        if not args.commit:
+            raise ParamsError("manifests schemas needs --commit: a full commit of the CRDs catalog")
+        return manifests.refresh_schemas(params, args.commit, args.source, args.add)
+    return manifests.main(params, schemas=args.schemas)
 
 
 def run_promote(args: argparse.Namespace) -> str:

@@ -14,14 +14,13 @@ from typing import Any
 
 import yaml
 
+from . import schemas as crd_schemas
 from .config import Params
 from .errors import ManifestError, ParamsError
 
 SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
-SCHEMAS_HINT = (
-    f"set {SCHEMAS_ENV} (or pass --schemas) to a folder of custom-resource JSON schemas laid out "
-    "<group>/<kind>_<version>.json, such as a copy of the public CRDs catalog (see deploy/README.md)"
-)
+# The custom-resource schemas the project carries, beside the overlays (see schemas.py).
+VENDORED_SCHEMAS = "schemas"
 ORIGIN = "config.kubernetes.io/origin"
 # Fields a Kubernetes object may carry at its top level besides the schema's own.
 TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
@@ -115,7 +114,10 @@ def _strict(schema: Any) -> Any:
 
 @cache
 def _custom_schema(path: Path) -> Any:
-    return _strict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return _strict(crd_schemas.load(path))
+    except crd_schemas.SchemaError as exc:
+        raise ManifestError(str(exc)) from exc
 
 
 def is_core(api_version: str) -> bool:
@@ -137,17 +139,16 @@ def validate_core(doc: dict[str, Any], kubernetes_version: str) -> list[tuple[st
     return []
 
 
-def validate_custom(doc: dict[str, Any], schemas: Path | None) -> list[tuple[str, str]]:
+def validate_custom(doc: dict[str, Any], schemas: Path) -> list[tuple[str, str]]:
     """(path, message) findings of a custom resource against its JSON schema, strict."""
     import jsonschema
 
     group, _, version = str(doc.get("apiVersion", "")).rpartition("/")
     kind = str(doc.get("kind", ""))
-    if schemas is None:
-        return [("", f"no schema folder for {group}/{kind}: {SCHEMAS_HINT}")]
-    path = schemas / group / f"{kind.lower()}_{version}.json"
-    if not path.is_file():
-        return [("", f"no schema {path} for {group}/{version} {kind}: is the kind or apiVersion misspelt?")]
+    path = crd_schemas.schema_file(schemas, group, kind, version)
+    if path is None:
+        vendor = f"manifests schemas --commit <catalog commit> --add {group}/{kind.lower()}_{version}.json"
+        return [("", f"no schema for {group}/{version} {kind} in {schemas}: misspelt kind or apiVersion? If not: {vendor}")]
     schema = _custom_schema(path)
     findings = [("", f"unknown top-level field '{key}'") for key in doc if key not in TOP_LEVEL]
     validator = jsonschema.Draft7Validator(schema)
@@ -157,7 +158,7 @@ def validate_custom(doc: dict[str, Any], schemas: Path | None) -> list[tuple[str
 
 
 def validate_documents(
-    docs: list[dict[str, Any]], wrapper: Path, params: Params, schemas: Path | None, target: str
+    docs: list[dict[str, Any]], wrapper: Path, params: Params, schemas: Path, target: str
 ) -> list[Problem]:
     problems = []
     for doc in docs:
@@ -175,15 +176,30 @@ def validate_documents(
     return problems
 
 
-def schemas_dir(explicit: Path | None) -> Path | None:
-    """The custom-resource schema folder: --schemas, else $K8S_SCHEMAS_DIR, else ~/.cache/k8s-schemas if present."""
-    location = explicit or (Path(os.environ[SCHEMAS_ENV]) if os.environ.get(SCHEMAS_ENV) else None)
-    if location is None:
-        cached = Path.home() / ".cache" / "k8s-schemas"
-        return cached if cached.is_dir() else None
+def schemas_dir(params: Params, explicit: Path | None = None) -> Path:
+    """The custom-resource schema folder: --schemas, else $K8S_SCHEMAS_DIR, else the project's deploy/schemas."""
+    if explicit or os.environ.get(SCHEMAS_ENV):
+        location = explicit or Path(os.environ[SCHEMAS_ENV])
+        origin = "--schemas" if explicit else SCHEMAS_ENV
+    else:
+        location = params.root / params.deploy.overlays.parent / VENDORED_SCHEMAS
+        origin = "the project's vendored schemas"
     if not location.is_dir():
-        raise ParamsError(f"schema folder {location} does not exist: {SCHEMAS_HINT}")
+        raise ParamsError(
+            f"schema folder {location} ({origin}) does not exist: restore deploy/{VENDORED_SCHEMAS} from git, "
+            f"or point {SCHEMAS_ENV} at a folder laid out <group>/<kind>_<version>.json such as the CRDs catalog"
+        )
     return location
+
+
+def refresh_schemas(params: Params, commit: str, source: str | None, add: list[str]) -> str:
+    """Replace the vendored schemas by the CRDs catalog's at `commit` (downloaded, or from a checkout)."""
+    folder = params.root / params.deploy.overlays.parent / VENDORED_SCHEMAS
+    try:
+        written = crd_schemas.refresh(folder, commit, source=source, add=add)
+    except crd_schemas.SchemaError as exc:
+        raise ParamsError(str(exc)) from exc
+    return f"{len(written)} schemas in {folder} from {crd_schemas.CATALOG_URL} at {commit}:\n  " + "\n  ".join(written)
 
 
 def validate(params: Params, schemas: Path | None = None) -> list[str]:
@@ -191,7 +207,7 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
 
     A problem in a shared file (base, components) is listed once, with the targets it breaks.
     """
-    folder = schemas_dir(schemas)
+    folder = schemas_dir(params, schemas)
     lines, failures = [], []
     found: dict[Problem, list[str]] = {}
     for target in targets(params):
