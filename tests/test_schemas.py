@@ -72,7 +72,7 @@ def test_template_ships_compact_schemas_from_a_recorded_commit() -> None:
 
 
 def test_template_refresh_rewrites_only_from_a_complete_catalog(tmp_path: Path) -> None:
-    """The template's refresh reads every schema first: a catalog missing one changes nothing; a whole one replaces all."""
+    """The refresh reads every schema first: a catalog missing one changes nothing; a whole one replaces all."""
     script = load_script()
     schemas = script.load_module()
     folder = tmp_path / "schemas"

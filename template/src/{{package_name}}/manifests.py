@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -50,9 +49,14 @@ def kustomize_command() -> list[str]:
 
 
 def targets(params: Params) -> list[Path]:
-    """Every kustomization to build: one overlay per environment, and the Argo CD objects."""
+    """Every kustomization to build: each environment's overlay, every other overlay on disk, the Argo CD objects.
+
+    Overlays on disk count whether params.yaml lists them or not: what Argo CD could
+    apply is validated, not only what the list names.
+    """
     overlays = params.root / params.deploy.overlays
     found = [overlays / env for env in params.deploy.environments]
+    found += sorted(p.parent for p in overlays.glob("*/kustomization.yaml") if p.parent not in found)
     argocd = overlays.parent / "argocd"
     if argocd.is_dir():
         found.append(argocd)
@@ -148,7 +152,8 @@ def validate_custom(doc: dict[str, Any], schemas: Path) -> list[tuple[str, str]]
     path = crd_schemas.schema_file(schemas, group, kind, version)
     if path is None:
         vendor = f"manifests schemas --commit <catalog commit> --add {group}/{kind.lower()}_{version}.json"
-        return [("", f"no schema for {group}/{version} {kind} in {schemas}: misspelt kind or apiVersion? If not: {vendor}")]
+        where = f"no schema for {group}/{version} {kind} in {schemas}"
+        return [("", f"{where}: misspelt kind or apiVersion? If not, vendor its schema: {vendor}")]
     schema = _custom_schema(path)
     findings = [("", f"unknown top-level field '{key}'") for key in doc if key not in TOP_LEVEL]
     validator = jsonschema.Draft7Validator(schema)

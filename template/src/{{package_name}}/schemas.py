@@ -92,7 +92,12 @@ def fetch(path: str, commit: str, source: str | None) -> Any:
 
 
 def refresh(
-    folder: Path, commit: str, *, source: str | None = None, add: Iterable[str] = (), targets: dict[str, Path] | None = None
+    folder: Path,
+    commit: str,
+    *,
+    source: str | None = None,
+    add: Iterable[str] = (),
+    targets: dict[str, Path] | None = None,
 ) -> list[str]:
     """Replace the vendored schemas (and any in `add`) by the catalog's at `commit`; the list of paths written.
 
@@ -123,4 +128,3 @@ def refresh(
             os.replace(temporary, destination)
     (folder / CATALOG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return sorted(fetched)
-
