@@ -27,7 +27,7 @@ NEEDS_GITHUB = {
 EXPRESSIONS = {
     "github.base_ref": "main",
     "vars.MLFLOW_TRACKING_URI": "",
-    "secrets.MLFLOW_TRACKING_TOKEN": "",
+    "secrets.MLFLOW_READ_TOKEN": "",
 }
 
 

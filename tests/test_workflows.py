@@ -112,6 +112,25 @@ def test_promotion_runs_in_github_environments(project: Path) -> None:
     assert load(project / ".github/workflows/train.yml")["jobs"]["promote-dev"]["environment"] == "dev"
 
 
+def test_pull_request_code_sees_only_read_only_credentials(project: Path) -> None:
+    """ci.yml runs the pull request's code with the `pull-request` environment's read-only credentials, and only
+    the two steps that read the shared registry get them; no job-wide secret, no write token."""
+    checks = load(project / ".github/workflows/ci.yml")["jobs"]["checks"]
+    assert checks["environment"] == "pull-request"
+    assert "secrets." not in str(checks.get("env", {}))
+    with_secrets = {
+        step["name"]: [value for value in step.get("env", {}).values() if "secrets." in str(value)]
+        for step in checks["steps"]
+        if "secrets." in str(step.get("env", {})) or "secrets." in str(step.get("with", {}))
+    }
+    assert with_secrets == {
+        "Promotion gates on changed pin files": ["${{ secrets.MLFLOW_READ_TOKEN }}"],
+        "Metrics of this change against prod": ["${{ secrets.MLFLOW_READ_TOKEN }}"],
+    }
+    oidc = next(s for s in checks["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert oidc["with"]["role-to-assume"] == "${{ vars.AWS_READ_ROLE_ARN }}"
+
+
 def test_ci_comments_once_and_updates_in_place(project: Path) -> None:
     """The metrics comment comes from one job with pull-requests: write that runs no PR code, under a fixed header."""
     jobs = load(project / ".github/workflows/ci.yml")["jobs"]
