@@ -175,8 +175,16 @@ def test_pin_file_is_the_only_place_a_model_version_appears(project: tuple[Path,
         pin["spec"].update(version=str(number), storageUri=f"s3://models/{env}/run-{number}/artifacts/model")
         pin["spec"].update({"stopped": "false"} if runtime == "kserve" else {"replicas": 1})
         pin["metadata"]["annotations"]["model.mlops/git-commit"] = f"commit-{number}"
+        pin["spec"]["image"] = f"registry.example.com/app:commit-{number}"
+        if "suspendDrift" in pin["spec"]:
+            pin["spec"]["suspendDrift"] = False
         (root / f"deploy/overlays/{env}/model.yaml").write_text(yaml.safe_dump(pin, sort_keys=False))
-        served = find(build(root, f"overlays/{env}"), SERVING_KIND[runtime])
+        docs = build(root, f"overlays/{env}")
+        # One image per overlay: every workload runs the pin's, tagged with the commit.
+        assert set(images(docs)) == {pin["spec"]["image"]}
+        if project[1]["enable_monitoring"]:
+            assert find(docs, "CronJob")["spec"]["suspend"] is False
+        served = find(docs, SERVING_KIND[runtime])
         assert served["metadata"]["labels"]["model.mlops/version"] == str(number)
         assert served["metadata"]["annotations"]["model.mlops/git-commit"] == f"commit-{number}"
         if runtime == "kserve":
@@ -192,12 +200,34 @@ def test_pin_file_is_the_only_place_a_model_version_appears(project: tuple[Path,
     assert validate(root).returncode == 0
 
 
+def images(docs: list[dict[str, Any]]) -> list[str]:
+    """The image of every container of every workload (ServingRuntime, Deployment, CronJob) in `docs`."""
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("containers"), list):
+                found.extend(str(c.get("image")) for c in node["containers"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(docs)
+    return found
+
+
 def test_unpinned_overlays_run_nothing(project: tuple[Path, dict]) -> None:
     """Before any promotion every overlay deploys, but no model server pod runs and no pin reaches the cluster."""
     root, answers = project
     for env in ENVIRONMENTS:
         docs = build(root, f"overlays/{env}")
         assert "ModelPin" not in {doc["kind"] for doc in docs}
+        # No image to run yet, and the drift job waits for a model.
+        assert images(docs) and set(images(docs)) == {"none"}
+        if answers["enable_monitoring"]:
+            assert find(docs, "CronJob")["spec"]["suspend"] is True
         served = find(docs, SERVING_KIND[answers["serving_runtime"]])
         assert served["metadata"]["namespace"] == f"{answers['k8s_namespace']}-{env}"
         if answers["serving_runtime"] == "kserve":

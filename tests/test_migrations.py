@@ -16,6 +16,7 @@ from .releases import TemplateClone, changelog_releases
 from .test_update import commit, conflicts, copy_release, update, updated_with_raised_bound
 
 MIGRATION = REPO_ROOT / "hooks" / "migrate_success_criteria.py"
+PIN_TEMPLATE = "includes/overlay-model.yaml.jinja"
 BEFORE_0_2_0 = max(v for v in changelog_releases() if v < Version("0.2.0"))
 
 OLD_PARAMS = """# Project parameters
@@ -101,3 +102,48 @@ def test_project_value_next_to_the_rename_is_kept(template_clone: TemplateClone,
     evaluate = yaml.safe_load(ours)["evaluate"]
     assert "criteria" not in evaluate
     assert evaluate["success_criteria"]["roc_auc"] == {"min": 0.8}
+
+
+@pytest.mark.parametrize("monitoring", [True, False], ids=["monitoring", "no-monitoring"])
+def test_pinned_environment_keeps_serving_across_the_image_pin(
+    template_clone: TemplateClone, tmp_path: Path, monitoring: bool
+) -> None:
+    """Updating to 0.3.0, a pinned environment gets the image of its version and an unpinned one none, no conflict."""
+    # The newest commit whose pins have no image (no release before 0.3.0 has pins at all).
+    added = run(["git", "log", "-1", "--format=%H", "-S", 'image: "none"', "--", PIN_TEMPLATE], cwd=REPO_ROOT).strip()
+    before = run(["git", "rev-parse", f"{added}^" if added else "HEAD"], cwd=REPO_ROOT).strip()
+    project = copy_release(
+        template_clone, before, tmp_path / "project", tmp_path / "remote",
+        enable_monitoring=monitoring, serving_runtime="deployment",
+    )  # fmt: skip
+    commit_sha = "0123456789abcdef0123456789abcdef01234567"
+    dev = project / "deploy/overlays/dev/model.yaml"
+    text = dev.read_text()
+    for old, new in [
+        ('  version: "none"', '  version: "4"'),
+        ('storageUri: "none"', 'storageUri: "s3://models/4/artifacts/model"'),
+        ('model.mlops/git-commit: "none"', f'model.mlops/git-commit: "{commit_sha}"'),
+        ("replicas: 0", "replicas: 1"),
+    ]:
+        assert old in text
+        text = text.replace(old, new, 1)
+    dev.write_text(text)
+    commit(project, "Promote model version 4 to dev")
+
+    update(project)
+
+    assert conflicts(project) == {}
+    image = yaml.safe_load((project / "params.yaml").read_text())["argo"]["image"]
+    pinned = yaml.safe_load(dev.read_text())["spec"]
+    assert pinned["image"] == f"{image}:{commit_sha}" and pinned["version"] == "4"
+    unpinned = yaml.safe_load((project / "deploy/overlays/prod/model.yaml").read_text())["spec"]
+    assert unpinned["image"] == "none"
+    if monitoring:
+        assert pinned["suspendDrift"] is False and unpinned["suspendDrift"] is True
+    else:
+        assert "suspendDrift" not in pinned
+
+    # Running the migration again changes nothing.
+    before = dev.read_text()
+    run([sys.executable, str(REPO_ROOT / "hooks/migrate_pin_image.py")], cwd=project)
+    assert dev.read_text() == before

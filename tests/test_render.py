@@ -18,8 +18,8 @@ TEMPLATE = REPO_ROOT / "template"
 PACKAGE_MODULES = [
     "__init__.py", "__main__.py", "argo.py", "bench_monitoring.py", "bench_serving.py", "cli.py", "config.py",
     "errors.py", "evaluate.py", "featurize.py", "files.py", "ingest.py", "lineage.py", "manifests.py", "monitor.py",
-    "pin.py", "promote.py", "register.py", "sample_data.py", "serve.py", "stage_graph.py", "summary.py", "tracking.py",
-    "train.py", "validate.py",
+    "pin.py", "promote.py", "register.py", "sample_data.py", "schemas.py", "serve.py", "stage_graph.py", "summary.py",
+    "tracking.py", "train.py", "validate.py",
 ]  # fmt: skip
 ENVIRONMENTS = ["dev", "staging", "prod"]
 SERVING_FILES = {
@@ -29,6 +29,21 @@ SERVING_FILES = {
 MONITORING_FILES = [
     "dashboard.json", "drift-cronjob.yaml", "kustomization.yaml", "podmonitor.yaml", "prometheusrule.yaml",
 ]  # fmt: skip
+
+SCHEMAS = {
+    "always": [
+        "argoproj.io/workflowtemplate_v1alpha1.json.gz", "argoproj.io/appproject_v1alpha1.json.gz",
+        "argoproj.io/applicationset_v1alpha1.json.gz", "external-secrets.io/externalsecret_v1.json.gz",
+        "bitnami.com/sealedsecret_v1alpha1.json.gz",
+    ],
+    "kserve": [
+        "serving.kserve.io/inferenceservice_v1beta1.json.gz", "serving.kserve.io/servingruntime_v1alpha1.json.gz",
+    ],
+    "monitoring": [
+        "argoproj.io/cronworkflow_v1alpha1.json.gz", "monitoring.coreos.com/podmonitor_v1.json.gz",
+        "monitoring.coreos.com/prometheusrule_v1.json.gz",
+    ],
+}  # fmt: skip
 
 
 def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
@@ -40,10 +55,15 @@ def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
         "deploy/components/pinned-model/kustomization.yaml",
         *(f"deploy/argocd/{name}" for name in ["kustomization.yaml", "appproject.yaml", "applicationset.yaml"]),
         *(f"deploy/overlays/{env}/{name}" for env in ENVIRONMENTS for name in ["kustomization.yaml", "model.yaml"]),
+        # The custom-resource schemas of what the project renders (see test_schemas.py).
+        *(f"deploy/schemas/{name}" for name in ["catalog.json", "LICENSE", *SCHEMAS["always"]]),
     }  # fmt: skip
+    if serving_runtime == "kserve":
+        files |= {f"deploy/schemas/{name}" for name in SCHEMAS["kserve"]}
     if enable_monitoring:
         files |= {f"deploy/components/monitoring/{name}" for name in MONITORING_FILES}
         files |= {f"deploy/overlays/{env}/thresholds.yaml" for env in ENVIRONMENTS}
+        files |= {f"deploy/schemas/{name}" for name in SCHEMAS["monitoring"]}
     return files
 
 
@@ -58,7 +78,8 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
-        "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_workflow.py",
+        "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_servers.py",
+        "tests/test_workflow.py",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip

@@ -31,6 +31,13 @@ class Pin:
     # Whether the serving switch is on: `stopped: "false"` (KServe) or `replicas` > 0 (Deployment).
     serving: bool = False
     reason: str = ""
+    # The image every workload of the environment runs ("" while unpinned).
+    image: str = ""
+
+
+def pinned_image(params: Params, commit: str) -> str:
+    """The image a version is served with: the project image built from the commit that trained it."""
+    return f"{params.argo.image}:{commit}"
 
 
 def pin_path(params: Params, env: str) -> Path:
@@ -71,4 +78,5 @@ def parse_pin(params: Params, text: str, path: Path | str) -> Pin:
         lineage={key: str(annotations.get(ANNOTATION_PREFIX + key, "")) for key in LINEAGE_KEYS},
         serving=serving,
         reason=str(annotations.get(ANNOTATION_PREFIX + REASON_KEY) or ""),
+        image="" if str(spec.get("image") or UNPINNED) == UNPINNED else str(spec["image"]),
     )
