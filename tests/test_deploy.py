@@ -276,3 +276,17 @@ def test_argocd_has_one_application_per_overlay(project: tuple[Path, dict]) -> N
     assert appset["spec"]["template"]["spec"]["source"]["path"] == "deploy/overlays/{{ .env }}"
     assert "automated:" in appset["spec"]["templatePatch"] and "selfHeal: true" in appset["spec"]["templatePatch"]
     assert appset["spec"]["template"]["spec"]["project"] == answers["project_slug"]
+
+
+def test_drift_job_pushes_where_params_say(project: tuple[Path, dict]) -> None:
+    """The drift CronJob's Pushgateway is monitor.pushgateway of params.yaml (one address for the job and the CLI)."""
+    root, answers = project
+    if not answers["enable_monitoring"]:
+        assert not any(doc["kind"] == "CronJob" for doc in build(root, "overlays/prod"))
+        return
+    expected = yaml.safe_load((root / "params.yaml").read_text())["monitor"]["pushgateway"]
+    for env in ENVIRONMENTS:
+        container = find(build(root, f"overlays/{env}"), "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        assert {"name": "PUSHGATEWAY_URL", "value": expected} in container["env"]
