@@ -1,4 +1,4 @@
-"""Copy-only task of the template: git repository, sample data, DVC pointer, first commit.
+"""Copy-only task of the template: git repository, sample data, DVC pointer, uv.lock, first commit.
 
 Runs in the new project with copier's own interpreter. Every step checks what
 exists first, so running it twice changes nothing.
@@ -7,6 +7,7 @@ exists first, so running it twice changes nothing.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,33 @@ def ensure_dvc_tracking() -> bool:
     return True
 
 
+def ensure_lock() -> None:
+    """Resolve uv.lock, the versions `make setup` and the image install, so that the first commit pins them.
+
+    Resolved against the package index, or from uv's cache when the index is out of reach. Without uv,
+    `make setup` installs with pip and there is no lock until someone runs `uv lock`.
+    """
+    if Path("uv.lock").exists():
+        return
+    uv = shutil.which("uv")
+    if uv is None:
+        print("uv is not on PATH: no uv.lock yet (the image build needs one): run `uv lock` and commit uv.lock.")
+        return
+    answers = yaml.safe_load(Path(".copier-answers.yml").read_text(encoding="utf-8")) or {}
+    # The interpreter `make setup` uses; an installed one, as there, never a download.
+    python = ["--python", str(answers["python_version"])] if "python_version" in answers else []
+    cmd = [uv, "lock", "--quiet", *python]
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": os.environ.get("UV_PYTHON_DOWNLOADS", "never")}
+    attempts = [subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)]
+    if attempts[0].returncode != 0:
+        attempts.append(subprocess.run([*cmd, "--offline"], capture_output=True, text=True, env=env, check=False))
+    if attempts[-1].returncode == 0:
+        return
+    # The index's answer says more than the cache's.
+    reason = (attempts[0].stderr.strip().splitlines() or ["uv lock failed"])[0].removeprefix("error: ")
+    print(f"uv.lock not written ({reason}): `make setup` writes it; commit it then (`make all` lists it).")
+
+
 def first_commit(data_tracked: bool) -> None:
     if quiet("git", "rev-parse", "--verify", "HEAD"):
         return
@@ -88,6 +116,7 @@ def first_commit(data_tracked: bool) -> None:
 def main() -> int:
     ensure_git()
     ensure_sample_data()
+    ensure_lock()
     first_commit(ensure_dvc_tracking())
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def test_first_commit_has_everything_but_raw_data(project: tuple[Path, Path]) ->
     tracked = git(root, "ls-files").splitlines()
     assert "data/raw.dvc" in tracked and ".copier-answers.yml" in tracked
     assert not [path for path in tracked if path.startswith("data/raw/")]
+    # The versions `make setup` installs are pinned from the start when uv is there to resolve them.
+    assert ("uv.lock" in tracked) == (shutil.which("uv") is not None)
 
 
 def test_sample_data_is_in_the_remote(project: tuple[Path, Path]) -> None:

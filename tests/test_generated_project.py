@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -48,6 +50,8 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     assert (root / "dvc.lock").exists() and (root / "mlflow.db").exists()
     # The image build's inputs exist: the lock file and the rendered cluster pipeline.
     assert (root / "uv.lock").exists() and (root / "pipelines/training.yaml").exists()
+    # The tree is clean but for what the summary says to commit; the lock came with the first commit.
+    assert_only_listed_files_pending(root, out)
 
     # Nothing left to do: the pipeline is reproducible from what it recorded.
     assert "Data and pipelines are up to date" in run(["make", "pipeline"], cwd=root, env=env)
@@ -57,13 +61,61 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     run(["make", "validate"], cwd=root, env=env)
     check_local_serving(root, env)
 
+    # Committed and pushed from a shell without .venv/bin on PATH: the hooks find the project's tools.
+    commit_and_push_from_a_plain_shell(root, tmp_path / "origin.git")
+
     # Once the run is committed, a fresh clone gets data and every output back with `dvc pull`.
-    run(["git", "add", "--all"], cwd=root)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "First model"], cwd=root)
     clone = tmp_path / "clone"
     run(["git", "clone", "--quiet", str(root), str(clone)], cwd=tmp_path)
     run(["dvc", "pull", "--quiet"], cwd=clone, env={"PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})
     assert (clone / "models/model/MLmodel").exists()
+
+
+def assert_only_listed_files_pending(root: Path, make_all_output: str) -> None:
+    """`git status` shows exactly the files of the summary's `git add` line, and uv.lock is already in git."""
+    line = next(line for line in make_all_output.splitlines() if line.strip().startswith("commit these"))
+    command = shlex.split(line.split("commit these", 1)[1])
+    assert command[:2] == ["git", "add"], line
+    status = run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root)
+    pending = sorted(entry[3:] for entry in status.split("\0") if entry)
+    assert pending == sorted(command[2:])
+    assert {"dvc.lock", "reports/metrics.json", "models/model_info.json", "pipelines/training.yaml"} <= set(pending)
+    assert "uv.lock" not in pending and run(["git", "ls-files", "uv.lock"], cwd=root).strip() == "uv.lock"
+
+
+def plain_shell(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`cmd` in bash with the system PATH only (no .venv/bin, no activated environment), a home and a git identity."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"]}
+    env |= {key: value for key, value in os.environ.items() if key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
+    done = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done.stdout += done.stderr  # git hands the hooks' output to stderr
+    return done
+
+
+def commit_and_push_from_a_plain_shell(root: Path, origin: Path) -> None:
+    """The commit hooks run (a lint error blocks the commit), then pass; the pre-push hook pushes the DVC outputs."""
+    package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
+    module = root / "src" / package / "checked_on_commit.py"
+    module.write_text("def answer() -> int:\n    return undefined_name\n")
+    head = run(["git", "rev-parse", "HEAD"], cwd=root)
+    blocked = plain_shell("git add -A && git commit -m 'First model'", root)
+    assert blocked.returncode != 0 and "undefined_name" in blocked.stdout, blocked.stdout
+    assert run(["git", "rev-parse", "HEAD"], cwd=root) == head
+
+    module.write_text("def answer() -> int:\n    return 42\n")
+    done = plain_shell("git add -A && git commit -m 'First model'", root)
+    assert done.returncode == 0, done.stdout
+    for hook in ("ruff lint", "ruff format", "check YAML", "DVC status"):
+        assert re.search(rf"^{hook}\.+Passed$", done.stdout, re.MULTILINE), f"{hook} did not run:\n{done.stdout}"
+    assert run(["git", "status", "--porcelain"], cwd=root) == ""
+
+    run(["git", "init", "--quiet", "--bare", str(origin)], cwd=root)
+    pushed = plain_shell(f"git remote add origin {shlex.quote(str(origin))} && git push --quiet origin HEAD", root)
+    assert pushed.returncode == 0 and re.search(r"^DVC push\.+Passed$", pushed.stdout, re.MULTILINE), pushed.stdout
+    switched = plain_shell("git checkout --quiet -b plain-shell", root)
+    assert switched.returncode == 0 and re.search(r"^DVC checkout\.+Passed$", switched.stdout, re.MULTILINE), (
+        switched.stdout
+    )
 
 
 def _request(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:

@@ -22,8 +22,9 @@ ANSWERS = ".copier-answers.yml"
 OWNED = pathspec.PathSpec.from_lines(
     "gitignore", yaml.safe_load((Path(__file__).parents[1] / "copier.yml").read_text()).get("_skip_if_exists", [])
 )
-# Local state of DVC and git that differs between any two checkouts.
-MACHINE_STATE = (".git/", ".dvc/tmp/", ".dvc/cache/")
+# Local state of DVC and git that differs between any two checkouts, and uv.lock: the copy
+# task resolves it for a new project; an update leaves locking to the project's `make setup`.
+MACHINE_STATE = (".git/", ".dvc/tmp/", ".dvc/cache/", "uv.lock")
 MARKERS = ("<<<<<<< ", ">>>>>>> ")
 
 # Every release listed in CHANGELOG.md is supported as a starting point.

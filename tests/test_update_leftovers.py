@@ -18,6 +18,8 @@ OLDEST = min(changelog_releases())
 def make_lint(project: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`make lint` with the template's own tools standing in for the project's environment (no install)."""
     (project / ".venv").mkdir(exist_ok=True)
+    if not (project / ".venv/bin").exists():  # the hooks call .venv/bin/<tool>
+        (project / ".venv/bin").symlink_to(os.path.dirname(sys.executable), target_is_directory=True)
     (project / ".venv/.installed").touch()  # newer than pyproject.toml: `make setup` has nothing to do
     env = {
         **os.environ,

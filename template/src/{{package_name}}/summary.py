@@ -1,8 +1,12 @@
-"""Summary: what the last local run produced and where to look at it."""
+"""Summary: what the last local run produced, where to look at it, and what to commit."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
 
 from .config import Params
 from .tracking import tracking_uri
@@ -29,6 +33,45 @@ def registered_version(params: Params) -> str:
     return f"{name} version {version.version} (alias '{alias}', run {version.run_id})"
 
 
+def git_files(root: Path) -> list[str]:
+    """What the lifecycle writes that belongs in git, wherever it exists.
+
+    DVC keeps cached outputs in its cache and remote and git-ignores them through the
+    .gitignore it writes beside them; the rest is git's: dvc.lock, the `.dvc` pointers,
+    those .gitignore files, the outputs dvc.yaml marks `cache: false` (metrics, reports,
+    plots, model info), the Argo YAML `make render` writes beside its module, and uv.lock.
+    """
+    from dvc.repo import Repo
+
+    files = {"dvc.lock", "uv.lock", *(p.relative_to(root).as_posix() for p in root.glob("pipelines/*.yaml"))}
+    with Repo(str(root)) as repo:
+        for stage in repo.index.stages:
+            if stage.addressing.endswith(".dvc"):
+                files.add(Path(os.path.relpath(stage.path, repo.root_dir)).as_posix())
+            for out in stage.outs:
+                path = Path(os.path.relpath(out.fs_path, repo.root_dir))
+                files.add((path.parent / ".gitignore" if out.use_cache else path).as_posix())
+    return sorted(files)
+
+
+def to_commit(root: Path) -> list[str] | None:
+    """The lifecycle's files git sees as new, changed or deleted; None outside a git repository."""
+    status = ["git", "--literal-pathspecs", "status", "--porcelain", "-z", "--untracked-files=all"]
+    try:
+        done = subprocess.run([*status, "--", *git_files(root)], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError:  # no git at all (the project image)
+        return None
+    if done.returncode != 0:
+        return None
+    entries, paths = iter(done.stdout.split("\0")), []
+    for entry in entries:
+        if entry:
+            paths.append(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: the next field is its origin
+                next(entries, None)
+    return sorted(paths)
+
+
 def main(params: Params) -> str:
     metrics = _read(params, "metrics")
     gate = _read(params, "gate")
@@ -49,4 +92,9 @@ def main(params: Params) -> str:
         "  next           make serve (V2 API on localhost), make validate (Kubernetes manifests),",
         "                 make promote ENV=dev VERSION=<n> (pin a version for dev, by pull request)",
     ]
+    pending = to_commit(params.root)
+    if pending:
+        lines.append(f"  commit these   git add {shlex.join(pending)}")
+    elif pending is not None:
+        lines.append("  commit these   nothing: git has every file the run wrote")
     return "\n".join(lines)
