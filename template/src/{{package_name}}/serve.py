@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -37,6 +38,27 @@ NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", 
 # Generous size of one JSON value in a request, for the body size limit.
 BYTES_PER_VALUE = 256
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Binary data extension (Triton's binary_tensor_data, what tritonclient sends by default): the body is a
+# JSON header of Inference-Header-Content-Length bytes, then each tensor's raw bytes, little-endian,
+# row-major; a BYTES element is its 4-byte length followed by its bytes.
+BINARY_HEADER = "Inference-Header-Content-Length"
+BINARY_DTYPES = {
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+OUTPUT_NAME = "output-1"
+# Not an HTTP status a client ever sees: the count of requests whose client went away before the answer.
+CLIENT_CLOSED = 499
 
 
 class BadRequest(ValueError):
@@ -72,19 +94,80 @@ def input_columns(model: Any, params: Params | None) -> list[InputColumn]:
     return columns
 
 
-def _column_values(item: dict[str, Any], index: int) -> tuple[str, list[Any]]:
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = item.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{where}: 'parameters' must be an object")
+    return parameters
+
+
+def _decode_binary(name: str, datatype: Any, raw: bytes) -> list[Any]:
+    """One input's values from its bytes in the binary data; NaN (the only missing value binary has) as None."""
+    if datatype == "BYTES":
+        values, offset = [], 0
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise BadRequest(f"input '{name}': binary BYTES data ends inside an element's 4-byte length")
+            (length,) = struct.unpack_from("<I", raw, offset)
+            element = raw[offset + 4 : offset + 4 + length]
+            if len(element) != length:
+                raise BadRequest(f"input '{name}': binary BYTES element of {length} bytes runs past its data")
+            try:
+                values.append(element.decode())
+            except UnicodeDecodeError:
+                raise BadRequest(f"input '{name}' row {len(values)}: binary BYTES element is not UTF-8") from None
+            offset += 4 + length
+        return values
+    dtype = BINARY_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise BadRequest(f"input '{name}': datatype {datatype!r} cannot be sent as binary data here")
+    if len(raw) % np.dtype(dtype).itemsize:
+        raise BadRequest(f"input '{name}': {len(raw)} bytes of binary data is not a whole number of {datatype}")
+    values = np.frombuffer(raw, dtype=dtype).tolist()
+    if datatype.startswith("FP"):
+        values = [None if v != v else v for v in values]  # NaN is not equal to itself
+    return values
+
+
+def _column_values(item: dict[str, Any], index: int, binary: bytes, offset: int) -> tuple[str, list[Any], int]:
+    """The input's name and values (from 'data' or the binary data at `offset`), and the next offset."""
     name = item.get("name")
-    data = item.get("data")
-    if not isinstance(name, str) or not isinstance(data, list):
-        raise BadRequest(f"inputs[{index}] needs a string 'name' and a 'data' list (open inference protocol v2)")
+    if not isinstance(name, str):
+        raise BadRequest(f"inputs[{index}].name must be a string: the column's name (open inference protocol v2)")
+    datatype = item.get("datatype")
+    if datatype is not None and not isinstance(datatype, str):
+        raise BadRequest(f"input '{name}': 'datatype' must be a string such as FP64 or BYTES")
+    size = _parameters(item, f"input '{name}'").get("binary_data_size")
+    if size is not None:
+        if not _is_count(size):
+            raise BadRequest(f"input '{name}': parameters.binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise BadRequest(
+                f"input '{name}': binary_data_size {size} runs past the {len(binary)} bytes of binary data "
+                f"after the JSON header ({BINARY_HEADER})"
+            )
+        data = _decode_binary(name, datatype, binary[offset : offset + size])
+        offset += size
+    else:
+        data = item.get("data")
+        if not isinstance(data, list):
+            raise BadRequest(f"input '{name}': 'data' must be a list of values (or use the binary data extension)")
+        if data and isinstance(data[0], list):  # row-major [[v], [v], ...] for shape [N, 1]
+            if any(not isinstance(row, list) or len(row) != 1 for row in data):
+                raise BadRequest(f"input '{name}': nested data must hold one value per row (shape [N, 1])")
+            data = [row[0] for row in data]
     shape = item.get("shape", [len(data)])
-    if data and isinstance(data[0], list):  # row-major [[v], [v], ...] for shape [N, 1]
-        if any(not isinstance(row, list) or len(row) != 1 for row in data):
-            raise BadRequest(f"input '{name}': nested data must hold one value per row (shape [N, 1])")
-        data = [row[0] for row in data]
-    if not isinstance(shape, list) or not shape or math.prod(shape) != len(data) or any(d != 1 for d in shape[1:]):
+    if not isinstance(shape, list) or not shape or not all(_is_count(d) for d in shape):
+        raise BadRequest(f"input '{name}': 'shape' must be a list of non-negative integers such as [N], not {shape!r}")
+    if math.prod(shape) != len(data) or any(d != 1 for d in shape[1:]):
         raise BadRequest(f"input '{name}': shape {shape} does not match {len(data)} values; use [N] or [N, 1]")
-    return name, data
+    return name, data, offset
 
 
 def _finite(value: float) -> bool:
@@ -110,8 +193,41 @@ def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
 
 
-def parse_request(body: bytes, columns: list[InputColumn], max_rows: int) -> tuple[pd.DataFrame, str | None]:
-    """A V2 inference request as a DataFrame in the model's column order, and its id; BadRequest if wrong."""
+@dataclass(frozen=True)
+class InferRequest:
+    frame: pd.DataFrame
+    id: str | None
+    binary_output: bool  # answer the output in the binary data extension
+
+
+def _wants_binary_output(payload: dict[str, Any]) -> bool:
+    """Whether the request asks for the output as binary data, for all outputs or for ours by name."""
+    binary = _parameters(payload, "the request").get("binary_data_output", False) is True
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return binary
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise BadRequest(f"'outputs' must be a list of objects, each naming an output: '{OUTPUT_NAME}'")
+    for output in outputs:
+        if output.get("name") != OUTPUT_NAME:
+            raise BadRequest(f"output {output.get('name')!r} is not one of this model's outputs: ['{OUTPUT_NAME}']")
+        binary = _parameters(output, f"output '{OUTPUT_NAME}'").get("binary_data", binary) is True
+    return binary
+
+
+def parse_request(
+    body: bytes, columns: list[InputColumn], max_rows: int, header_length: int | None = None
+) -> InferRequest:
+    """A V2 inference request as a DataFrame in the model's column order; BadRequest if wrong.
+
+    With `header_length` (the binary data extension), the first that many bytes are the JSON
+    and the rest are the tensors whose inputs give a `binary_data_size`.
+    """
+    binary = b""
+    if header_length is not None:
+        if header_length > len(body):
+            raise BadRequest(f"{BINARY_HEADER} {header_length} is more than the {len(body)} bytes of the body")
+        body, binary = body[:header_length], body[header_length:]
     if not body.strip():
         raise BadRequest('empty body: send {"inputs": [{"name": ..., "datatype": ..., "shape": [N], "data": [...]}]}')
     try:
@@ -122,13 +238,18 @@ def parse_request(body: bytes, columns: list[InputColumn], max_rows: int) -> tup
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("the body needs a non-empty 'inputs' list, one entry per column")
     received: dict[str, tuple[Any, list[Any]]] = {}
+    offset = 0
     for index, item in enumerate(inputs):
         if not isinstance(item, dict):
             raise BadRequest(f"inputs[{index}] must be an object with name, datatype, shape and data")
-        name, values = _column_values(item, index)
+        name, values, offset = _column_values(item, index, binary, offset)
         if name in received:
             raise BadRequest(f"input '{name}' is sent twice")
         received[name] = (item.get("datatype"), values)
+    if offset != len(binary):
+        raise BadRequest(
+            f"the inputs' binary_data_size add up to {offset} bytes, but {len(binary)} bytes follow the JSON header"
+        )
     expected = [c.name for c in columns]
     missing = [name for name in expected if name not in received]
     extra = [name for name in received if name not in expected]
@@ -149,7 +270,9 @@ def parse_request(body: bytes, columns: list[InputColumn], max_rows: int) -> tup
         _check_column(column, datatype, values)
         frame[column.name] = np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
     request_id = payload.get("id")
-    return pd.DataFrame(frame), request_id if isinstance(request_id, str) else None
+    return InferRequest(
+        pd.DataFrame(frame), request_id if isinstance(request_id, str) else None, _wants_binary_output(payload)
+    )
 
 
 def encode_request(frame: pd.DataFrame) -> dict[str, Any]:
@@ -173,6 +296,41 @@ def _output_datatype(values: np.ndarray) -> str:
     if values.dtype.kind == "b":
         return "BOOL"
     return "BYTES"
+
+
+def _binary_output(values: np.ndarray, datatype: str) -> bytes:
+    """Predictions as the raw bytes of the binary data extension."""
+    if datatype == "BYTES":
+        encoded = [str(v).encode() for v in values.tolist()]
+        return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
+    return values.astype(BINARY_DTYPES[datatype], copy=False).tobytes()
+
+
+def _header_length(request: Request) -> int | None:
+    """The JSON header's length when the request uses the binary data extension, else None."""
+    value = request.headers.get(BINARY_HEADER)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"header {BINARY_HEADER} must be the JSON header's length in bytes, not {value!r}")
+    return int(value)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes, declared or chunked.
+
+    Reading stops there, so a body of any size costs at most `limit` bytes of memory.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the body of {declared} bytes is over the limit of {limit}: split the batch", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the body is over the limit of {limit} bytes: split the batch", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -232,7 +390,7 @@ def create_app(
         "versions": [version],
         "platform": "mlflow",
         "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
-        "outputs": [{"name": "output-1", "datatype": "INT64", "shape": [-1]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
     }
 
     def unknown_model(request: Request) -> JSONResponse | None:
@@ -240,7 +398,10 @@ def create_app(
         requested, wanted = request.path_params["model"], request.path_params.get("version", version)
         if requested == name and wanted == version:
             return None
-        message = f"model '{requested}' version '{wanted}' is not served here; this server serves '{name}' {version}"
+        message = (
+            f"model '{requested}' version '{wanted}' is not served here; "
+            f"this server serves model '{name}', versions {metadata['versions']}"
+        )
         return JSONResponse({"error": message}, 404)
 
     async def live(_: Request) -> Response:
@@ -250,7 +411,7 @@ def create_app(
         return JSONResponse({"ready": True})
 
     async def server_metadata(_: Request) -> Response:
-        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": []})
+        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
 
     async def model_metadata(request: Request) -> Response:
         return unknown_model(request) or JSONResponse(metadata)
@@ -267,27 +428,39 @@ def create_app(
 
     async def _predict(request: Request) -> Response:
         try:
-            declared = request.headers.get("content-length", "0")
-            if declared.isdigit() and int(declared) > max_body:
-                raise BadRequest(f"the body of {declared} bytes is over the limit of {max_body}: split the batch", 413)
-            frame, request_id = parse_request(await request.body(), columns, max_rows)
-            predictions = np.asarray(model.predict(frame)).reshape(-1)
+            if request.headers.get("content-encoding", "identity") != "identity":
+                raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
+            parsed = parse_request(await read_body(request, max_body), columns, max_rows, _header_length(request))
+            predictions = np.asarray(model.predict(parsed.frame)).reshape(-1)
         except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, exc.status)
+            # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
+            unread = exc.status in (413, 415)
+            return JSONResponse({"error": str(exc)}, exc.status, headers={"connection": "close"} if unread else None)
+        except ClientDisconnect:
+            # The client went away mid-request: nothing to answer, and not the server's fault.
+            return Response(status_code=CLIENT_CLOSED)
         except Exception:
             # A model failure is the server's fault (5xx) and counts in the error ratio alert.
             log.exception("prediction failed")
             return JSONResponse({"error": "prediction failed; see the server log"}, 500)
         metrics.rows.labels(name).inc(len(predictions))
-        output = {
-            "name": "output-1",
-            "shape": [len(predictions)],
-            "datatype": _output_datatype(predictions),
-            "data": predictions.tolist(),
-        }
-        body = {"model_name": name, "model_version": version, "id": request_id or str(uuid.uuid4())}
+        datatype = _output_datatype(predictions)
+        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
+        body = {"model_name": name, "model_version": version, "id": parsed.id or str(uuid.uuid4()), "outputs": [output]}
         # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
-        return JSONResponse({**body, "outputs": [output]}, background=BackgroundTask(observe, frame))
+        background = BackgroundTask(observe, parsed.frame)
+        if not parsed.binary_output:
+            output["data"] = predictions.tolist()
+            return JSONResponse(body, background=background)
+        raw = _binary_output(predictions, datatype)
+        output["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(body, separators=(",", ":")).encode()
+        return Response(
+            header + raw,
+            media_type="application/octet-stream",
+            headers={BINARY_HEADER: str(len(header))},
+            background=background,
+        )
 
     def observe(frame: pd.DataFrame) -> None:
         if detector is not None:
@@ -305,6 +478,7 @@ def create_app(
         Route("/v2/models/{model}", model_metadata),
         Route("/v2/models/{model}/ready", model_ready),
         Route("/v2/models/{model}/versions/{version}", model_metadata),
+        Route("/v2/models/{model}/versions/{version}/ready", model_ready),
         Route("/v2/models/{model}/infer", infer, methods=["POST"]),
         Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/metrics", prometheus),
