@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import requests
 from hera.workflows import Artifact, Container, Env, Parameter, Resources, RetryStrategy, SecretEnv
 from hera.workflows import models as m
 
-from .config import OVERRIDES_ENV, Params
+from .config import OVERRIDES_ENV, TIMEOUT_ENV, Params
 from .errors import ParamsError, SubmitError
 from .stage_graph import Step
 
@@ -192,22 +193,40 @@ def _server() -> tuple[str, str | None, str | None]:
     return host, os.environ.get(TOKEN_ENV) or None, os.environ.get(NAMESPACE_ENV) or None
 
 
-def submit(workflow: Any) -> tuple[str, str]:
-    """Create `workflow` on the Argo server from the environment; return its name and UI link."""
-    import requests
+class BoundedSession(requests.Session):
+    """A requests session whose every request waits at most `timeout` seconds (connect and each read)."""
+
+    def __init__(self, timeout: int) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(*args, **kwargs)
+
+
+def submit(workflow: Any, timeout: int = 30) -> tuple[str, str]:
+    """Create `workflow` on the Argo server from the environment; return its name and UI link.
+
+    Waits at most `timeout` seconds for the server (servers.timeout_seconds)."""
     from hera import exceptions as hx
     from hera.workflows import WorkflowsService
 
     host, token, namespace = _server()
     workflow.namespace = namespace or workflow.namespace
     token = token if token is None or token.startswith("Bearer ") else f"Bearer {token}"
-    workflow.workflows_service = WorkflowsService(host=host, token=token, namespace=workflow.namespace)
+    workflow.workflows_service = WorkflowsService(
+        host=host, token=token, namespace=workflow.namespace, session=BoundedSession(timeout)
+    )
     try:
         created = workflow.create()
+    except requests.exceptions.Timeout:
+        raise SubmitError(
+            f"cannot reach the Argo server at {host} (no answer within {timeout} s): check {SERVER_ENV} and the "
+            f"network; servers.timeout_seconds in params.yaml (or {TIMEOUT_ENV}) sets the wait"
+        ) from None
     except requests.exceptions.ConnectionError:
         raise SubmitError(f"cannot reach the Argo server at {host}: check {SERVER_ENV} and the network") from None
-    except requests.exceptions.Timeout:
-        raise SubmitError(f"the Argo server at {host} did not answer in time") from None
     except (hx.Unauthorized, hx.Forbidden) as exc:
         raise SubmitError(
             f"the Argo server refused the credentials ({exc}): set {TOKEN_ENV} to a token allowed to "

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PARAMS_FILE, load_params
+from .config import PARAMS_FILE, load_params, server_timeout
 from .errors import (
     ContractViolation,
     CriteriaNotMet,
@@ -41,7 +41,7 @@ TOOLS: dict[str, str] = {
 EXIT_BAD_INPUT = 2  # params.yaml, an argument or a data file is wrong or missing
 EXIT_GATE_FAILED = 3  # the model misses the success criteria; nothing registered
 EXIT_CONTRACT_VIOLATED = 4  # the data breaks the data contract
-EXIT_SUBMIT_FAILED = 5  # the Argo server is unreachable or refused the workflow
+EXIT_SUBMIT_FAILED = 5  # a server (MLflow, Argo, Pushgateway, GitHub) did not answer in time or refused the request
 EXIT_MONITOR_BREACH = 6  # drift or outliers above the thresholds in params.yaml
 EXIT_MANIFESTS_INVALID = 7  # a Kubernetes manifest does not build or validate
 # `promote` refusals, one code per reason (docs/promotion.md).
@@ -178,13 +178,13 @@ def run_pipeline(args: argparse.Namespace) -> str:
         generate_name=f"{module.params.mlflow.experiment}-training-",
         arguments={"revision": revision, "params-overrides": json.dumps(argo.overrides(args.set))},
     )
-    name, link = argo.submit(workflow)
+    name, link = argo.submit(workflow, server_timeout(module.params))
     return f"submitted {name} (revision {revision})\n  {link}"
 
 
 def run_monitor(args: argparse.Namespace) -> str:
     from . import monitor
-    from .files import write_json
+    from .files import json_text, write_together
 
     if args.check == "dispatch":
         return monitor.dispatch(args.result)
@@ -201,22 +201,41 @@ def run_monitor(args: argparse.Namespace) -> str:
     profile, detector = monitor.load_reference(reference)
     current = monitor.read_current(args.current, params.data)
     settings = params.monitor
+    too_few = monitor.too_few_rows(current, args.current, settings.min_rows)
+    if too_few and args.if_present:
+        return f"nothing to measure: {too_few}"
+    if too_few:
+        raise DataError(too_few)
+    report: dict[Path, str] = {}
     if args.check == "drift":
         result = monitor.drift(profile, current, settings)
         drift_result, outlier_result = result, None
-        (out / "drift.html").parent.mkdir(parents=True, exist_ok=True)
         title = f"Drift of {args.current} against {params.registry.model_name} {args.reference}"
-        (out / "drift.html").write_text(monitor.html_report(result, profile, current, title), encoding="utf-8")
+        report[out / "drift.html"] = monitor.html_report(result, profile, current, title)
         verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
     else:
         result = monitor.outliers(detector, current, settings.max_outlier_share)
         drift_result, outlier_result = None, result
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
-    write_json({**result, "reference": args.reference, "current": args.current}, out / f"{args.check}.json")
+    report[out / f"{args.check}.json"] = json_text({**result, "reference": args.reference, "current": args.current})
     registry = monitor.metrics_registry(params.registry.model_name, drift_result, outlier_result)
+    if args.textfile:
+        report[args.textfile] = monitor.metrics_text(registry)
+    try:
+        write_together(report)  # every file, or none
+    except OSError as exc:
+        textfile = bool(args.textfile) and exc.filename == str(args.textfile)
+        fix = "--textfile a writable path" if textfile else "--out a writable folder (default: monitor.reports)"
+        raise DataError(f"cannot write {exc.filename} ({exc.strerror}), so nothing was written: pass {fix}") from None
     published = monitor.publish(
-        registry, args.textfile, args.pushgateway, job=f"{params.mlflow.experiment}-monitor", namespace=args.namespace
+        registry,
+        args.pushgateway,
+        job=f"{params.mlflow.experiment}-monitor",
+        namespace=args.namespace,
+        timeout=server_timeout(params),
     )
+    if args.textfile:
+        published.insert(0, f"metrics -> {args.textfile}")
     summary = "; ".join([verdict, f"report -> {out}", *published])
     if result["breach"]:
         raise MonitorBreach(summary)
@@ -291,5 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     except tuple(EXIT_CODES) as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return EXIT_CODES[type(exc)]
+    except Exception as exc:
+        # MLflow turns a server that stops answering mid-command into its own exception types.
+        unanswered = importlib.import_module(".tracking", __package__).lost(exc) if "mlflow" in sys.modules else None
+        if unanswered is None:
+            raise
+        print(f"{args.command}: {unanswered}", file=sys.stderr)
+        return EXIT_SUBMIT_FAILED
     print(f"{args.command}: {summary}")
     return 0

@@ -17,6 +17,8 @@ PARAMS_FILE = "params.yaml"
 # takes parameter overrides without a commit.
 OVERRIDES_ENV = "PARAMS_OVERRIDES"
 OVERRIDES_EXAMPLE = '{"train": {"seed": 3}}'
+# Overrides servers.timeout_seconds: how long a command waits for a server.
+TIMEOUT_ENV = "SERVER_TIMEOUT_SECONDS"
 
 
 class _Section(BaseModel):
@@ -145,6 +147,8 @@ class Monitor(_Section):
     max_drift_share: float = Field(ge=0, lt=1)
     outlier_contamination: float = Field(gt=0, le=0.5)
     max_outlier_share: float = Field(ge=0, lt=1)
+    # Fewer current rows than this get no verdict (exit 2): a share of a handful of rows says nothing.
+    min_rows: int = Field(default=100, ge=1)
     reports: Path = Path("reports/monitoring")
     reference: str = "challenger"
     current: str
@@ -186,6 +190,12 @@ class Mlflow(_Section):
     experiment: str
 
 
+class Servers(_Section):
+    # How long a command waits for a server (the MLflow tracking server and registry, the Argo
+    # server, a Pushgateway) before it gives up with exit code 5; SERVER_TIMEOUT_SECONDS overrides it.
+    timeout_seconds: int = Field(default=30, ge=1)
+
+
 class Serve(_Section):
     # Bigger batches get 413: one request must not hold the server for long.
     max_batch_rows: int = Field(default=1000, ge=1)
@@ -219,6 +229,7 @@ class Params(_Section):
     monitor: Monitor
     argo: Argo
     mlflow: Mlflow
+    servers: Servers = Servers()
     serve: Serve = Serve()
     deploy: Deploy = Deploy()
 
@@ -239,6 +250,16 @@ class Params(_Section):
         """The ingest source: a URL as written, a local path made absolute."""
         src = self.ingest.source
         return src if "://" in src else str(self.root / src)
+
+
+def server_timeout(params: Params | None = None) -> int:
+    """Seconds to wait for a server: SERVER_TIMEOUT_SECONDS if set, else servers.timeout_seconds (default 30)."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return params.servers.timeout_seconds if params is not None else Servers().timeout_seconds
+    if not text.isdigit() or int(text) < 1:
+        raise ParamsError(f"{TIMEOUT_ENV} is {text!r}: write a whole number of seconds, at least 1 (default 30)")
+    return int(text)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,39 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path, index=False)
 
 
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(data: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    path.write_text(json_text(data), encoding="utf-8")
+
+
+def write_together(files: dict[Path, str]) -> None:
+    """Write every file or none: each goes to a temporary file beside it, and only when all of
+    them are written are they renamed into place. An OSError leaves the old files as they were."""
+    umask = os.umask(0)
+    os.umask(umask)
+    temporaries: dict[Path, Path] = {}
+    path = Path()
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temporaries[path] = Path(name)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(name, 0o666 & ~umask)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    except BaseException as exc:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # Name the file that was to be written, not a temporary one or a parent folder.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
 
 
 def read_json(path: Path, produced_by: str) -> Any:

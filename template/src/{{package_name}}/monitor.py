@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
 
-from .config import DataContract, Monitor, Params
+from .config import DataContract, Monitor, Params, server_timeout
 from .errors import DataError, ParamsError, SubmitError
 from .files import read_table
 from .ingest import normalise
@@ -111,14 +111,16 @@ def model_dir(params: Params, reference: str) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from .tracking import configure
+    from .tracking import connect, lost
 
-    configure(params)
+    connect(params)
     name = params.registry.model_name
     uri = f"models:/{name}/{reference}" if reference.isdigit() else f"models:/{name}@{reference}"
     try:
         return Path(mlflow.artifacts.download_artifacts(uri))
     except MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
         raise ParamsError(
             f"--reference {reference}: no such version or alias of {name} in the registry "
             f"({exc.message.splitlines()[0]})"
@@ -136,7 +138,7 @@ def load_reference(folder: Path) -> tuple[dict[str, Any], OutlierDetector]:
 
 
 def read_current(location: str, contract: DataContract) -> pd.DataFrame:
-    """The current data, cleaned as at ingest; refuses missing columns and non-numeric numbers."""
+    """The current data, cleaned as at ingest; refuses missing columns, non-numeric and infinite numbers."""
     frame = normalise(read_table(location))
     missing = [c for c in contract.features if c not in frame.columns]
     if missing:
@@ -148,10 +150,27 @@ def read_current(location: str, contract: DataContract) -> pd.DataFrame:
         if len(bad):
             shown = sorted({str(v) for v in bad.head(5)})
             raise DataError(f"{location}: column {name!r} must be numeric; found {shown} in {len(bad)} row(s)")
+        # The model server refuses inf too: it is a broken upstream value, not a measurement to profile.
+        infinite = int(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)).sum())
+        if infinite:
+            raise DataError(
+                f"{location}: column {name!r} must hold finite numbers; found inf or -inf in {infinite} row(s) "
+                "(leave a value empty when it is missing)"
+            )
         frame[name] = numbers
     if frame.empty:
         raise DataError(f"{location} has no rows")
     return frame[contract.features]
+
+
+def too_few_rows(current: pd.DataFrame, location: str, min_rows: int) -> str | None:
+    """Why `current` is too small for a verdict (fewer than monitor.min_rows rows), or None."""
+    if len(current) >= min_rows:
+        return None
+    return (
+        f"{location} has {len(current)} row(s), fewer than monitor.min_rows ({min_rows}) in params.yaml: "
+        "a drift or outlier share of so few rows says nothing; measure a larger sample"
+    )
 
 
 # --- drift -------------------------------------------------------------------
@@ -311,23 +330,26 @@ def exists(location: str) -> bool:
         return True  # let reading it report what is wrong
 
 
-def publish(
-    registry: Any, textfile: Path | None, pushgateway: str | None, job: str, namespace: str = "local"
-) -> list[str]:
-    """Write the node-exporter textfile and/or push to a Pushgateway; say where."""
-    from prometheus_client import push_to_gateway, write_to_textfile
+def metrics_text(registry: Any) -> str:
+    """The gauges in the Prometheus text format, as node-exporter's textfile collector reads them."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry).decode("utf-8")
+
+
+def publish(registry: Any, pushgateway: str | None, job: str, namespace: str = "local", timeout: int = 30) -> list[str]:
+    """Push the gauges to a Pushgateway, waiting at most `timeout` seconds; say where."""
+    from prometheus_client import push_to_gateway
 
     done = []
-    if textfile:
-        textfile.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(textfile), registry)
-        done.append(f"metrics -> {textfile}")
     if pushgateway:
         try:
             # Grouped by namespace: each environment's alerts read only its own figures.
-            push_to_gateway(pushgateway, job=job, registry=registry, grouping_key={"namespace": namespace})
+            push_to_gateway(
+                pushgateway, job=job, registry=registry, grouping_key={"namespace": namespace}, timeout=timeout
+            )
         except OSError as exc:
-            raise DataError(f"cannot push metrics to {pushgateway}: {exc}") from None
+            raise SubmitError(f"cannot push metrics to {pushgateway} within {timeout} s: {exc}") from None
         done.append(f"metrics -> {pushgateway}")
     return done
 
@@ -355,7 +377,9 @@ def dispatch(result_path: Path) -> str:
     }
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
     try:
-        answer = requests.post(f"{api}/repos/{repository}/dispatches", json=payload, headers=headers, timeout=30)
+        answer = requests.post(
+            f"{api}/repos/{repository}/dispatches", json=payload, headers=headers, timeout=server_timeout()
+        )
     except requests.RequestException as exc:
         raise SubmitError(f"cannot reach {api}: {exc}") from None
     if answer.status_code != 204:

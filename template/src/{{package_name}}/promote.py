@@ -68,7 +68,11 @@ class Registry:
         try:
             found = self.client.get_model_version(model, number)
             storage_uri = self.client.get_model_version_download_uri(model, number)
-        except MlflowException:
+        except MlflowException as exc:
+            from .tracking import lost
+
+            if unanswered := lost(exc):
+                raise unanswered from None
             what = f"{role} " if role else ""
             raise NotInRegistry(
                 f"{what}{model} version {number} is not in the MLflow registry at {self.uri}: "
@@ -112,9 +116,9 @@ class Registry:
 def open_registry(params: Params) -> Registry:
     from mlflow import MlflowClient
 
-    from .tracking import configure
+    from .tracking import connect
 
-    return Registry(MlflowClient(), configure(params))
+    return Registry(MlflowClient(), connect(params))
 
 
 @functools.lru_cache(maxsize=8)

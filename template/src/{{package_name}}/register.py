@@ -12,14 +12,16 @@ from .config import Params
 from .errors import GateFailed
 from .files import read_json
 from .lineage import lineage_tags
-from .tracking import configure
+from .tracking import configure, lost
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
     """The version already registered from this run, so reruns do not pile up copies."""
     try:
         found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
         return None
     return max(found, key=lambda v: int(v.version)) if found else None
 

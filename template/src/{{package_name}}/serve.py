@@ -502,10 +502,13 @@ class ServedModel:
 def resolve_model(params: Params, env: str | None, model_uri: str | None, name: str | None = None) -> ServedModel:
     """What to serve: an explicit URI, the version pinned for `env`, or the registry's candidate alias."""
     name = name or os.environ.get("MODEL_NAME") or params.registry.model_name
+    from .tracking import connect, lost
+
     if model_uri:
+        if model_uri.split(":", 1)[0] in ("models", "runs", "mlflow-artifacts"):
+            connect(params)  # a registry URI: the tracking server must answer in time
         return ServedModel(model_uri, name, os.environ.get("MODEL_VERSION") or "unversioned")
     from .pin import read_pin
-    from .tracking import configure
 
     if env:
         pin = read_pin(params, env)
@@ -514,16 +517,18 @@ def resolve_model(params: Params, env: str | None, model_uri: str | None, name: 
                 f"no model is pinned for {env} in {pin.path}: promote one, or run `make serve` without ENV "
                 f"to serve the '{params.registry.alias}' version"
             )
-        configure(params)
+        connect(params)
         return ServedModel(f"models:/{pin.model}/{pin.version}", name, pin.version)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    configure(params)
+    connect(params)
     alias = params.registry.alias
     try:
         version = MlflowClient().get_model_version_by_alias(params.registry.model_name, alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
         raise ParamsError(
             f"no version of {params.registry.model_name} has alias '{alias}' in the registry: run `make all` first"
         ) from None
@@ -534,11 +539,15 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     """Load the model once and wrap it in the V2 app."""
     import mlflow
 
+    from .tracking import lost
+
     try:
         # One download serves both the model and the outlier detector stored beside it.
         local = Path(mlflow.artifacts.download_artifacts(served.uri))
         model = mlflow.pyfunc.load_model(str(local))
     except (OSError, mlflow.exceptions.MlflowException) as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
         raise ParamsError(f"cannot load the model at {served.uri}: {exc}") from None
     columns = input_columns(model, params)
     detector = None
