@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .errors import (
     NotInRegistry,
     ParamsError,
     PinMismatch,
+    RulesChanged,
     SkipsEnvironment,
     SubmitError,
     WorseThanChampion,
@@ -50,6 +52,7 @@ EXIT_CRITERIA_NOT_MET = 9  # its recorded evaluation fails the success criteria 
 EXIT_WORSE_THAN_CHAMPION = 10  # it scores worse than the pinned model, and no --allow-worse --reason
 EXIT_SKIPS_ENVIRONMENT = 11  # it is not pinned in the previous environment (dev -> staging -> prod)
 EXIT_PIN_MISMATCH = 12  # a pin file disagrees with the registry (edited by hand)
+EXIT_RULES_CHANGED = 13  # a pull request changes the promotion rules in params.yaml and a pin together
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -63,6 +66,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     WorseThanChampion: EXIT_WORSE_THAN_CHAMPION,
     SkipsEnvironment: EXIT_SKIPS_ENVIRONMENT,
     PinMismatch: EXIT_PIN_MISMATCH,
+    RulesChanged: EXIT_RULES_CHANGED,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
 MANIFESTS_HELP = (
@@ -173,6 +177,9 @@ def run_pipeline(args: argparse.Namespace) -> str:
     revision = args.revision or git_commit(root)
     if revision == UNKNOWN:
         raise ParamsError("no git commit to run: pass --revision SHA (the image tag built for that commit)")
+    # The revision becomes an image tag and a workflow parameter: a commit id, nothing else.
+    if not re.fullmatch(r"[0-9a-f]{7,40}", revision):
+        raise ParamsError(f"--revision '{revision}' is not a git commit: give its hexadecimal id (git rev-parse HEAD)")
     workflow = module.build(
         Workflow,
         generate_name=f"{module.params.mlflow.experiment}-training-",

@@ -51,3 +51,7 @@ class SkipsEnvironment(PromotionRefused):
 
 class PinMismatch(PromotionRefused):
     """A pin file disagrees with the registry (storage URI, lineage, serving switch): it was edited by hand."""
+
+
+class RulesChanged(PromotionRefused):
+    """A pull request changes the promotion rules (criteria, environments) together with a pin."""

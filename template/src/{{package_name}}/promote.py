@@ -21,10 +21,18 @@ from typing import Any
 
 import yaml
 
-from .config import Bound, Params
-from .errors import CriteriaNotMet, NotInRegistry, ParamsError, PinMismatch, SkipsEnvironment, WorseThanChampion
+from .config import PARAMS_FILE, Bound, Params, load_params
+from .errors import (
+    CriteriaNotMet,
+    NotInRegistry,
+    ParamsError,
+    PinMismatch,
+    RulesChanged,
+    SkipsEnvironment,
+    WorseThanChampion,
+)
 from .files import read_json
-from .pin import ANNOTATION_PREFIX, REASON_KEY, Pin, parse_pin, pin_path, read_pin
+from .pin import ANNOTATION_PREFIX, REASON_KEY, Pin, parse_pin, pin_path, pinned_image, read_pin
 
 CHAMPION_ALIAS = "champion-{env}"
 UNKNOWN = "unknown"
@@ -255,8 +263,19 @@ def gates(
 # The pin file -------------------------------------------------------------------
 
 
-def pinned_text(text: str, version: Version, lineage: dict[str, str], reason: str) -> str:
-    """The pin's YAML with `version` pinned and serving on; comments and layout kept (ruamel round trip)."""
+def image_for(params: Params, version: Version, lineage: dict[str, str]) -> str:
+    """The image that serves `version`; refused when the version records no commit, so no image can match it."""
+    commit = lineage["git-commit"]
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        raise PinMismatch(
+            f"{version.model} version {version.number} records no git commit ({commit!r}), so no image is built "
+            "for it: register models trained from a commit (make all in a git checkout, or the training workflow)"
+        )
+    return pinned_image(params, commit)
+
+
+def pinned_text(text: str, version: Version, lineage: dict[str, str], reason: str, image: str) -> str:
+    """The pin's YAML with `version` and its `image` pinned, serving on; comments and layout kept (ruamel)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString as Quoted
 
@@ -269,6 +288,9 @@ def pinned_text(text: str, version: Version, lineage: dict[str, str], reason: st
     # Quoted: kustomize copies the values as strings, and "3" must not become the number 3.
     spec["version"] = Quoted(version.number)
     spec["storageUri"] = Quoted(version.storage_uri)
+    spec["image"] = Quoted(image)
+    if "suspendDrift" in spec:
+        spec["suspendDrift"] = False
     if "stopped" in spec:
         spec["stopped"] = Quoted("false")
     elif not (str(spec.get("replicas", 0)).isdigit() and int(spec.get("replicas", 0)) > 0):
@@ -435,6 +457,8 @@ def promote(
     env = _check_env(params, env)
     if version is not None and not re.fullmatch(r"[1-9][0-9]*", version):
         raise ParamsError(f"--version '{version}' is not a registry version number: write a number such as 3")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        raise ParamsError(f"--commit '{commit}' is not a git commit: give its hexadecimal id (git rev-parse HEAD)")
     current = read_pin(params, env)
     previous = _previous(params, env, lambda name: read_pin(params, name))
     registry = open_registry(params)
@@ -444,7 +468,7 @@ def promote(
     rows = gates(params, env, challenger, champion, previous, reason)
     lineage = challenger.lineage(template_version(params))
     old_text = current.path.read_text(encoding="utf-8")
-    new_text = pinned_text(old_text, challenger, lineage, reason)
+    new_text = pinned_text(old_text, challenger, lineage, reason, image_for(params, challenger, lineage))
     text = pr_body(params, registry, env, challenger, champion, rows, lineage, reason)
     if body:
         write_atomic(body, text)
@@ -468,15 +492,19 @@ def pin_at(params: Params, ref: str, env: str) -> Pin | None:
 
 
 def _state(pin: Pin | None) -> tuple[Any, ...] | None:
-    return None if pin is None else (pin.model, pin.version, pin.storage_uri, pin.lineage, pin.serving, pin.reason)
+    return (
+        None
+        if pin is None
+        else (pin.model, pin.version, pin.storage_uri, pin.lineage, pin.serving, pin.reason, pin.image)
+    )
 
 
 def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin: Pin | None, base: str) -> str:
     """The gates on one changed pin, as CI sees it: the pin in the PR against the base branch."""
     if not head.version:
-        if head.serving or head.storage_uri:
+        if head.serving or head.storage_uri or head.image:
             raise PinMismatch(
-                f"{head.path}: version is none, so storageUri must be none and serving off (stopped/replicas)"
+                f"{head.path}: version is none, so storageUri and image must be none and serving off (stopped/replicas)"
             )
         return f"{env}: unpinned, serving stops"
     challenger = registry.version(head.model, head.version)
@@ -490,6 +518,8 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
         if head.lineage[key] != expected[key]
     ]
     wrong += ['serving is off (stopped "true" or replicas 0) while a version is pinned'] * (not head.serving)
+    image = pinned_image(params, expected["git-commit"])
+    wrong += [f"image is {head.image!r}, the version was trained at {image!r}"] * (head.image != image)
     if wrong:
         raise PinMismatch(
             f"{head.path} does not match {head.model} version {head.version} in the registry:\n  "
@@ -507,19 +537,72 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
     return f"{env}: version {head.version} passes every promotion gate"
 
 
+# The promotion rules: what a pull request is judged by, so it must not change them itself.
+RULES = {
+    "evaluate.success_criteria": lambda p: p.evaluate.success_criteria,
+    "deploy.environments": lambda p: p.deploy.environments,
+    "deploy.compare_on": lambda p: p.deploy.compare_on,
+    "deploy.overlays": lambda p: p.deploy.overlays,
+}
+
+
+def rules_at(params: Params, base: str) -> Params:
+    """`params` judged by the base branch: success criteria, environments and their order as `base` has them."""
+    relative = PARAMS_FILE
+    shown = _git(params.root, "show", f"{base}:./{relative}")
+    if shown.returncode != 0:
+        raise ParamsError(f"{base} has no {relative}: pass --base the branch the pull request merges into")
+    with tempfile.TemporaryDirectory(prefix="base-params-") as tmp:
+        path = Path(tmp) / relative
+        path.write_text(shown.stdout, encoding="utf-8")
+        try:
+            ruled = load_params(path)
+        except ParamsError as exc:
+            raise ParamsError(f"{base}:{relative} does not load, so the gates have no rules: {exc}") from None
+    return params.model_copy(update={"evaluate": ruled.evaluate, "deploy": ruled.deploy})
+
+
+def changed_pin_files(params: Params, base: str) -> list[str]:
+    """Environments whose model.yaml differs from `base` in any way, including overlays `base` does not list."""
+    overlays = params.deploy.overlays.as_posix()
+    names = _git(params.root, "diff", "--name-only", base, "--", overlays).stdout.split()
+    pins = [Path(name) for name in names if Path(name).name == "model.yaml"]
+    return sorted({pin.parent.name for pin in pins if pin.parent.parent.as_posix() == overlays})
+
+
 def check(params: Params, base: str, body: Path | None = None) -> str:
-    """Every pin file changed against `base` passes the same gates as `promote` (CI on pull requests)."""
+    """Every pin file changed against `base` passes the same gates as `promote` (CI on pull requests).
+
+    The gates take their rules (criteria, environments and their order, the champion)
+    from `base`: a pull request that changes the rules and a pin at once is refused.
+    """
     if _git(params.root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").returncode != 0:
         raise ParamsError(
             f"base '{base}' is not a commit here: fetch it (actions/checkout with fetch-depth: 0) or pass --base REF"
         )
+    rules = rules_at(params, base)
+    environments = rules.deploy.environments
+    unknown = [env for env in changed_pin_files(rules, base) if env not in environments]
+    if unknown:
+        raise RulesChanged(
+            f"{', '.join(unknown)}: not an environment on {base} ({', '.join(environments)}); add an environment "
+            "to deploy.environments in a pull request of its own, then pin a model in it"
+        )
     changed = [
         (env, head, base_pin)
-        for env in params.deploy.environments
-        if _state(head := read_pin(params, env)) != _state(base_pin := pin_at(params, base, env))
+        for env in environments
+        if _state(head := read_pin(rules, env)) != _state(base_pin := pin_at(rules, base, env))
     ]
     if not changed:
         return f"no pin file changed against {base}"
+    edited = [name for name, rule in RULES.items() if rule(params) != rule(rules)]
+    if edited:
+        raise RulesChanged(
+            f"this change edits the promotion rules in {PARAMS_FILE} ({', '.join(edited)}) and pins a model in "
+            f"{', '.join(env for env, _, _ in changed)}: split it, the rule change first in a pull request of its "
+            "own (reviewed by the code owners of params.yaml), then the promotion, judged by the merged rules"
+        )
+    params = rules
     registry = open_registry(params)
     lines = [check_pin(params, registry, env, head, base_pin, base) for env, head, base_pin in changed]
     if body:
