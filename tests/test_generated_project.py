@@ -9,6 +9,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import generate, run
+from .conftest import REPO_ROOT, generate, run
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,9 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     # projects train side by side on the test workers.
     env = {"MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
     out = run(["make", "all"], cwd=root, env=env)
+    # Whatever the installed environment can import is a package name the template refuses.
+    reserved = [sys.executable, str(REPO_ROOT / "scripts/reserved_names.py"), "--check", "--python"]
+    run([*reserved, str(root / ".venv/bin/python")], cwd=REPO_ROOT)
 
     assert "registered as" in out and "alias 'challenger'" in out
     assert "gate           passed" in out

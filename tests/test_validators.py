@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import keyword
+import re
 import sys
 from pathlib import Path
 
 import pytest
+from jinja2 import Environment, FileSystemLoader
 
 from .conftest import REPO_ROOT, generate
 
@@ -60,9 +62,13 @@ def test_s3_remote_needs_an_s3_url(tmp_path: Path) -> None:
 
 
 def test_reserved_names_cover_stdlib_and_keywords() -> None:
-    """includes/reserved_names.jinja lists every keyword, public standard-library module and dependency module."""
-    listed = set((REPO_ROOT / "includes/reserved_names.jinja").read_text().split())
-    dependencies = {"dvc", "mlflow", "pandas", "pandera", "pyarrow", "pydantic", "yaml", "sklearn", "numpy", "scipy"}
-    dependencies |= {"starlette", "uvicorn", "prometheus_client", "kubernetes_validate", "jsonschema", "httpx2"}
-    expected = {n for n in sys.stdlib_module_names if not n.startswith("_")} | set(keyword.kwlist) | dependencies
-    assert expected - listed == set()
+    """includes/reserved_names.jinja lists every keyword, standard-library module and direct dependency's module."""
+    macro = "{% from 'includes/reserved_names.jinja' import reserved_package_names %}{{ reserved_package_names() }}"
+    listed = set(Environment(loader=FileSystemLoader(str(REPO_ROOT))).from_string(macro).render().split())
+    # The import names of the generated project's direct dependencies (all extras), and the installers.
+    dependencies = {"dvc", "dvc_s3", "s3fs", "boto3", "hera", "matplotlib", "mlflow", "pandas", "pandera", "pyarrow"}
+    dependencies |= {"prometheus_client", "pydantic", "yaml", "ruamel", "sklearn", "starlette", "uvicorn", "httpx2"}
+    dependencies |= {"jsonschema", "kubernetes_validate", "pre_commit", "pre_commit_hooks", "pytest", "ruff"}
+    dependencies |= {"tritonclient", "pip", "setuptools", "packaging"}
+    expected = set(sys.stdlib_module_names) | set(sys.builtin_module_names) | set(keyword.kwlist) | dependencies
+    assert {n for n in expected if re.fullmatch("[a-z_][a-z0-9_]*", n)} - listed == set()
