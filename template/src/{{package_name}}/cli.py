@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -171,14 +170,14 @@ def run_pipeline(args: argparse.Namespace) -> str:
 
     from hera.workflows import Workflow
 
-    from .lineage import UNKNOWN, git_commit
+    from .lineage import UNKNOWN, git_commit, is_commit_id
 
     module = argo.load_module(root, "training")
     revision = args.revision or git_commit(root)
     if revision == UNKNOWN:
         raise ParamsError("no git commit to run: pass --revision SHA (the image tag built for that commit)")
     # The revision becomes an image tag and a workflow parameter: a commit id, nothing else.
-    if not re.fullmatch(r"[0-9a-f]{7,40}", revision):
+    if not is_commit_id(revision):
         raise ParamsError(f"--revision '{revision}' is not a git commit: give its hexadecimal id (git rev-parse HEAD)")
     workflow = module.build(
         Workflow,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import yaml
 from .config import Params
 
 UNKNOWN = "unknown"
+# A git commit id as the pipeline records it and image tags carry it (hexadecimal, short or full).
+COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
+
+
+def is_commit_id(value: str) -> bool:
+    return COMMIT_ID.fullmatch(value) is not None
 
 
 def _git(root: Path, *args: str) -> str | None:

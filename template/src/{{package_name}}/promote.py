@@ -32,10 +32,10 @@ from .errors import (
     WorseThanChampion,
 )
 from .files import read_json
+from .lineage import UNKNOWN, is_commit_id
 from .pin import ANNOTATION_PREFIX, REASON_KEY, Pin, parse_pin, pin_path, pinned_image, read_pin
 
 CHAMPION_ALIAS = "champion-{env}"
-UNKNOWN = "unknown"
 # Lineage a pin must agree on with the registry; the template version is the project's, not the model's.
 CHECKED_LINEAGE = ("git-commit", "mlflow-run", "dvc-data-hash")
 PLOTS = {"confusion matrix": "evaluation/confusion.csv", "ROC curve": "evaluation/roc.csv"}
@@ -266,7 +266,7 @@ def gates(
 def image_for(params: Params, version: Version, lineage: dict[str, str]) -> str:
     """The image that serves `version`; refused when the version records no commit, so no image can match it."""
     commit = lineage["git-commit"]
-    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+    if not is_commit_id(commit):
         raise PinMismatch(
             f"{version.model} version {version.number} records no git commit ({commit!r}), so no image is built "
             "for it: register models trained from a commit (make all in a git checkout, or the training workflow)"
@@ -457,7 +457,7 @@ def promote(
     env = _check_env(params, env)
     if version is not None and not re.fullmatch(r"[1-9][0-9]*", version):
         raise ParamsError(f"--version '{version}' is not a registry version number: write a number such as 3")
-    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+    if commit is not None and not is_commit_id(commit):
         raise ParamsError(f"--commit '{commit}' is not a git commit: give its hexadecimal id (git rev-parse HEAD)")
     current = read_pin(params, env)
     previous = _previous(params, env, lambda name: read_pin(params, name))
