@@ -19,8 +19,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 RENDER = """
 import copy, json, sys, yaml
 from pathlib import Path
-from {package}.argo import workflows
-from {package}.manifests import validate_custom
+from {package}.argo.render import workflows
+from {package}.release.manifests import validate_custom
 schemas = Path(sys.argv[1])
 rendered = {{name: w.to_yaml() for name, w in workflows(Path('.')).items()}}
 broken = copy.deepcopy(yaml.safe_load(rendered['training']))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
-from .config import PARAMS_FILE, load_params, server_timeout
+from .config import PACKAGE, PARAMS_FILE, load_params
 from .errors import (
     ContractViolation,
     CriteriaNotMet,
@@ -24,16 +23,8 @@ from .errors import (
     SubmitError,
     WorseThanChampion,
 )
+from .stages import STAGES
 
-# Pipeline stages in run order; each is a module with main(params) -> summary.
-STAGES: dict[str, str] = {
-    "ingest": "read the raw data source and normalise it",
-    "validate": "check the data against the contract in params.yaml",
-    "featurize": "split train/test for the feature pipeline",
-    "train": "search hyperparameters, log the model to MLflow",
-    "evaluate": "held-out metrics, slice report, success-criteria gate",
-    "register": "register a model that passed the gate, alias it challenger",
-}
 # Other commands that read params.yaml, in the same form.
 TOOLS: dict[str, str] = {
     "summary": "print what the last run produced and where to find it",
@@ -76,7 +67,7 @@ PROMOTE_HELP = "pin a registered model version in an environment (deploy/overlay
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {PACKAGE}", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in {**STAGES, **TOOLS}.items():
         stage = commands.add_parser(name, help=help_text, description=help_text)
@@ -152,104 +143,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_stage(name: str, args: argparse.Namespace) -> str:
     params = load_params(args.params)
-    return importlib.import_module(f".{name}", __package__).main(params)
+    return importlib.import_module(f".stages.{name}", __package__).main(params)
 
 
 def run_pipeline(args: argparse.Namespace) -> str:
-    from . import argo
-
-    root = Path.cwd()
-    built = argo.workflows(root) if args.action == "render" else {}
-    if args.action == "render" and args.check:
-        stale = argo.stale(built, args.out)
-        if stale:
-            raise ParamsError(f"out of date: {', '.join(stale)}; run `make render` and commit")
-        return f"{len(built)} workflow(s) up to date in {args.out}"
     if args.action == "render":
-        return "\n".join(f"wrote {path}" for path in argo.render(built, args.out))
+        from .argo.render import render_command
 
-    from hera.workflows import Workflow
+        return render_command(Path.cwd(), args.out, args.check)
+    from .argo.submit import submit_training
 
-    from .lineage import UNKNOWN, git_commit, is_commit_id
-
-    module = argo.load_module(root, "training")
-    revision = args.revision or git_commit(root)
-    if revision == UNKNOWN:
-        raise ParamsError("no git commit to run: pass --revision SHA (the image tag built for that commit)")
-    # The revision becomes an image tag and a workflow parameter: a commit id, nothing else.
-    if not is_commit_id(revision):
-        raise ParamsError(f"--revision '{revision}' is not a git commit: give its hexadecimal id (git rev-parse HEAD)")
-    workflow = module.build(
-        Workflow,
-        generate_name=f"{module.params.mlflow.experiment}-training-",
-        arguments={"revision": revision, "params-overrides": json.dumps(argo.overrides(args.set))},
-    )
-    name, link = argo.submit(workflow, server_timeout(module.params))
-    return f"submitted {name} (revision {revision})\n  {link}"
+    return submit_training(Path.cwd(), args.revision, args.set)
 
 
 def run_monitor(args: argparse.Namespace) -> str:
-    from . import monitor
-    from .files import json_text, write_together
-
     if args.check == "dispatch":
-        return monitor.dispatch(args.result)
-    params = load_params(args.params)
-    out = args.out or params.root / params.monitor.reports
-    if args.if_present and not monitor.exists(args.current):
-        return f"nothing to measure: {args.current} does not exist yet"
-    try:
-        reference = monitor.model_dir(params, args.reference)
-    except ParamsError:
-        if args.if_present:
-            return f"nothing to measure: no model behind {args.reference} yet"
-        raise
-    profile, detector = monitor.load_reference(reference)
-    current = monitor.read_current(args.current, params.data)
-    settings = params.monitor
-    too_few = monitor.too_few_rows(current, args.current, settings.min_rows)
-    if too_few and args.if_present:
-        return f"nothing to measure: {too_few}"
-    if too_few:
-        raise DataError(too_few)
-    report: dict[Path, str] = {}
-    if args.check == "drift":
-        result = monitor.drift(profile, current, settings)
-        drift_result, outlier_result = result, None
-        title = f"Drift of {args.current} against {params.registry.model_name} {args.reference}"
-        report[out / "drift.html"] = monitor.html_report(result, profile, current, title)
-        verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
-    else:
-        result = monitor.outliers(detector, current, settings.max_outlier_share)
-        drift_result, outlier_result = None, result
-        verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
-    report[out / f"{args.check}.json"] = json_text({**result, "reference": args.reference, "current": args.current})
-    registry = monitor.metrics_registry(params.registry.model_name, drift_result, outlier_result)
-    if args.textfile:
-        report[args.textfile] = monitor.metrics_text(registry)
-    try:
-        write_together(report)  # every file, or none
-    except OSError as exc:
-        textfile = bool(args.textfile) and exc.filename == str(args.textfile)
-        fix = "--textfile a writable path" if textfile else "--out a writable folder (default: monitor.reports)"
-        raise DataError(f"cannot write {exc.filename} ({exc.strerror}), so nothing was written: pass {fix}") from None
-    published = monitor.publish(
-        registry,
-        args.pushgateway,
-        job=f"{params.mlflow.experiment}-monitor",
+        from .monitoring.report import dispatch
+
+        return dispatch(args.result)
+    from .monitoring.check import Request, run
+
+    request = Request(
+        check=args.check,
+        reference=args.reference,
+        current=args.current,
+        out=args.out,
+        textfile=args.textfile,
+        pushgateway=args.pushgateway,
         namespace=args.namespace,
-        timeout=server_timeout(params),
+        if_present=args.if_present,
     )
-    if args.textfile:
-        published.insert(0, f"metrics -> {args.textfile}")
-    summary = "; ".join([verdict, f"report -> {out}", *published])
-    if result["breach"]:
-        raise MonitorBreach(summary)
-    return summary
+    return run(load_params(args.params), request)
 
 
 def run_serve(args: argparse.Namespace) -> str:
-    from . import serve
+    from .serving import server as serve
 
     params = load_params(args.params)
     return serve.main(
@@ -263,7 +191,7 @@ def run_serve(args: argparse.Namespace) -> str:
 
 
 def run_manifests(args: argparse.Namespace) -> str:
-    from . import manifests
+    from .release import manifests
 
     params = load_params(args.params)
     if args.action == "schemas":
@@ -274,7 +202,8 @@ def run_manifests(args: argparse.Namespace) -> str:
 
 
 def run_promote(args: argparse.Namespace) -> str:
-    from . import promote
+    from .files import write_atomic
+    from .release import promote
 
     params = load_params(args.params)
     if args.check:
@@ -284,7 +213,7 @@ def run_promote(args: argparse.Namespace) -> str:
     if args.diff:
         text = promote.diff(params, args.env)
         if args.body:
-            promote.write_atomic(args.body, text)
+            write_atomic(args.body, text)
             return f"metrics comparison -> {args.body}"
         return "\n" + text
     if not (args.version or args.commit):
@@ -318,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CODES[type(exc)]
     except Exception as exc:
         # MLflow turns a server that stops answering mid-command into its own exception types.
-        unanswered = importlib.import_module(".tracking", __package__).lost(exc) if "mlflow" in sys.modules else None
+        unanswered = importlib.import_module(".registry", __package__).lost(exc) if "mlflow" in sys.modules else None
         if unanswered is None:
             raise
         print(f"{args.command}: {unanswered}", file=sys.stderr)

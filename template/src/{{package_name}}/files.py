@@ -95,3 +95,28 @@ def read_json(path: Path, produced_by: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} does not exist: run the {produced_by} stage first (dvc repro)") from None
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tidy column names and text; blank cells become missing values; drop exact duplicates."""
+    frame = frame.rename(columns=lambda name: str(name).strip().lower().replace(" ", "_"))
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            text = frame[column].astype("string").str.strip().str.lower()
+            frame[column] = text.mask(text == "", pd.NA)
+    return frame.drop_duplicates(ignore_index=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` in one step, so that a failure leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

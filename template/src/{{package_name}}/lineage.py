@@ -72,3 +72,12 @@ def lineage_tags(params: Params) -> dict[str, str]:
         "data_source": params.ingest.source,
         "dvc_data_hash": data_hash(params),
     }
+
+
+def template_version(params: Params) -> str:
+    """The template commit this project was generated or last updated from (.copier-answers.yml)."""
+    try:
+        answers = yaml.safe_load((params.root / ".copier-answers.yml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return UNKNOWN
+    return str(answers.get("_commit") or UNKNOWN)

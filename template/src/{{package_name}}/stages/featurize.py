@@ -13,8 +13,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .config import DataContract, Params
-from .files import read_table, write_table
+from ..config import DataContract, Params
+from ..files import read_table, write_table
 
 
 def build_preprocessor(contract: DataContract) -> ColumnTransformer:

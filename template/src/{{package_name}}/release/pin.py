@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .config import Params
-from .errors import ParamsError
+from ..config import Params
+from ..errors import ParamsError, PinMismatch
+from ..lineage import is_commit_id
+
+if TYPE_CHECKING:  # the registry imports MLflow; reading a pin must not
+    from ..registry import Version
 
 PIN_KIND = "ModelPin"
 # What an unpinned environment's pin holds (kustomize copies it as it is; an empty value would become null).
@@ -79,4 +86,70 @@ def parse_pin(params: Params, text: str, path: Path | str) -> Pin:
         serving=serving,
         reason=str(annotations.get(ANNOTATION_PREFIX + REASON_KEY) or ""),
         image="" if str(spec.get("image") or UNPINNED) == UNPINNED else str(spec["image"]),
+    )
+
+
+def image_for(params: Params, version: Version, lineage: dict[str, str]) -> str:
+    """The image that serves `version`; refused when the version records no commit, so no image can match it."""
+    commit = lineage["git-commit"]
+    if not is_commit_id(commit):
+        raise PinMismatch(
+            f"{version.model} version {version.number} records no git commit ({commit!r}), so no image is built "
+            "for it: register models trained from a commit (make all in a git checkout, or the training workflow)"
+        )
+    return pinned_image(params, commit)
+
+
+def pinned_text(text: str, version: Version, lineage: dict[str, str], reason: str, image: str) -> str:
+    """The pin's YAML with `version` and its `image` pinned, serving on; comments and layout kept (ruamel)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString as Quoted
+
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
+    round_trip.width = 4096
+    round_trip.indent(mapping=2, sequence=4, offset=2)
+    doc = round_trip.load(text)
+    spec = doc["spec"]
+    # Quoted: kustomize copies the values as strings, and "3" must not become the number 3.
+    spec["version"] = Quoted(version.number)
+    spec["storageUri"] = Quoted(version.storage_uri)
+    spec["image"] = Quoted(image)
+    if "suspendDrift" in spec:
+        spec["suspendDrift"] = False
+    if "stopped" in spec:
+        spec["stopped"] = Quoted("false")
+    elif not (str(spec.get("replicas", 0)).isdigit() and int(spec.get("replicas", 0)) > 0):
+        spec["replicas"] = 1
+    metadata = doc.setdefault("metadata", {})
+    if metadata.get("annotations") is None:
+        metadata["annotations"] = {}
+    annotations = metadata["annotations"]
+    for key, value in lineage.items():
+        annotations[ANNOTATION_PREFIX + key] = Quoted(value)
+    if reason:
+        annotations[ANNOTATION_PREFIX + REASON_KEY] = Quoted(reason)
+    else:
+        annotations.pop(ANNOTATION_PREFIX + REASON_KEY, None)
+    out = io.StringIO()
+    round_trip.dump(doc, out)
+    return out.getvalue()
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+
+def pin_at(params: Params, ref: str, env: str) -> Pin | None:
+    """The pin of `env` in git at `ref`; None when that commit has no such file (a new environment)."""
+    relative = pin_path(params, env).relative_to(params.root).as_posix()
+    shown = git(params.root, "show", f"{ref}:{relative}")
+    return parse_pin(params, shown.stdout, f"{ref}:{relative}") if shown.returncode == 0 else None
+
+
+def pin_state(pin: Pin | None) -> tuple[Any, ...] | None:
+    return (
+        None
+        if pin is None
+        else (pin.model, pin.version, pin.storage_uri, pin.lineage, pin.serving, pin.reason, pin.image)
     )

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 
 from .config import TIMEOUT_ENV, Params, server_timeout
-from .errors import SubmitError
+from .errors import NotInRegistry, ParamsError, SubmitError
+from .lineage import UNKNOWN
 
 # The server of the last `connect`, for the message when it stops answering mid-command.
 _connected: dict[str, object] = {}
@@ -140,3 +147,133 @@ def configure(params: Params) -> str:
         mlflow.create_experiment(name, artifact_location=(params.root / "mlartifacts").as_uri())
     mlflow.set_experiment(name)
     return uri
+
+
+def model_dir(params: Params, reference: str) -> Path:
+    """A model folder: a path as given, else version number or alias of the registered model."""
+    if Path(reference).is_dir():
+        return Path(reference)
+    from mlflow.exceptions import MlflowException
+
+    connect(params)
+    name = params.registry.model_name
+    uri = f"models:/{name}/{reference}" if reference.isdigit() else f"models:/{name}@{reference}"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(uri))
+    except MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
+        raise ParamsError(
+            f"--reference {reference}: no such version or alias of {name} in the registry "
+            f"({exc.message.splitlines()[0]})"
+        ) from None
+
+
+CHAMPION_ALIAS = "champion-{env}"
+
+
+PLOTS = {"confusion matrix": "evaluation/confusion.csv", "ROC curve": "evaluation/roc.csv"}
+
+
+POLL_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered model version and what its registration recorded."""
+
+    model: str
+    number: str
+    run_id: str
+    storage_uri: str
+    tags: dict[str, str]
+    evaluation: dict[str, float]
+
+    def lineage(self, template_version: str) -> dict[str, str]:
+        return {
+            "git-commit": self.tags.get("git_commit", UNKNOWN),
+            "mlflow-run": self.run_id,
+            "dvc-data-hash": self.tags.get("dvc_data_hash", UNKNOWN),
+            "template-version": template_version,
+        }
+
+
+@dataclass
+class Registry:
+    """The MLflow client and where it points, for messages."""
+
+    client: Any
+    uri: str
+
+    def version(self, model: str, number: str, role: str = "") -> Version:
+        """The registered version; NotInRegistry naming the model, version and registry when it is absent."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version(model, number)
+            storage_uri = self.client.get_model_version_download_uri(model, number)
+        except MlflowException as exc:
+            if unanswered := lost(exc):
+                raise unanswered from None
+            what = f"{role} " if role else ""
+            raise NotInRegistry(
+                f"{what}{model} version {number} is not in the MLflow registry at {self.uri}: "
+                "check the number (the register stage prints it), and MLFLOW_TRACKING_URI"
+            ) from None
+        tags = dict(found.tags or {})
+        try:
+            evaluation = json.loads(tags.get("evaluation", "{}"))
+        except json.JSONDecodeError:
+            evaluation = {}
+        return Version(model, str(found.version), found.run_id or "", storage_uri, tags, evaluation)
+
+    def version_for_commit(self, model: str, commit: str, wait: int) -> str:
+        """The newest version registered from `commit`, polling up to `wait` seconds while training runs."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = [
+                v
+                for v in self.client.search_model_versions(f"name = '{model}'")
+                if (v.tags or {}).get("git_commit") == commit
+            ]
+            if found:
+                return str(max(int(v.version) for v in found))
+            if time.monotonic() >= deadline:
+                raise NotInRegistry(
+                    f"no version of {model} registered from commit {commit} in {self.uri} "
+                    f"(waited {wait} s): its training run failed or missed the success criteria; see its workflow"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def plot_links(self, run_id: str) -> list[str]:
+        """Where the evaluation plots of a run are: the MLflow UI for a server, artifact URIs otherwise."""
+        links = [f"- {title}: `runs:/{run_id}/{path}`" for title, path in PLOTS.items()]
+        if self.uri.startswith(("http://", "https://")):
+            experiment = self.client.get_run(run_id).info.experiment_id
+            page = f"{self.uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}/artifacts"
+            links.insert(0, f"- [run artifacts in MLflow]({page})")
+        return links
+
+
+def open_registry(params: Params) -> Registry:
+    from mlflow import MlflowClient
+
+    return Registry(MlflowClient(), connect(params))
+
+
+@functools.lru_cache(maxsize=8)
+def recorded_slices(run_id: str) -> list[dict[str, Any]] | None:
+    """The slice report the evaluate stage logged with the run, or None when it has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # A progress bar per small JSON file would bury the command's own message.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="evaluation/slices.json", dst_path=folder
+            )
+            return json.loads(Path(local).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, json.JSONDecodeError):
+            return None

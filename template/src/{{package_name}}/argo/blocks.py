@@ -1,23 +1,19 @@
-"""Building blocks of the Argo workflows (pipelines/*.py) and their render and submit commands."""
+"""Building blocks of the Argo workflows in pipelines/*.py: containers, artifacts, parameters, resources."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
 from hera.workflows import Artifact, Container, Env, Parameter, Resources, RetryStrategy, SecretEnv
 from hera.workflows import models as m
 
-from .config import OVERRIDES_ENV, TIMEOUT_ENV, Params
-from .errors import ParamsError, SubmitError
-from .stage_graph import Step
+from ..config import OVERRIDES_ENV, PACKAGE, Params
+from .dag import Step
 
 WORKDIR = "/app"  # where the Dockerfile puts the project in the image
-SERVER_ENV, TOKEN_ENV, NAMESPACE_ENV = "ARGO_SERVER", "ARGO_TOKEN", "ARGO_NAMESPACE"
 
 
 def artifact_name(path: str) -> str:
@@ -91,7 +87,7 @@ def _resources(params: Params, step: str) -> tuple[Resources, list[m.Toleration]
 
 def cli_command(*args: str) -> list[str]:
     """A command of this project's CLI, as DVC runs it locally."""
-    return ["python", "-m", __package__, *args]
+    return ["python", "-m", PACKAGE, *args]
 
 
 def container(
@@ -163,113 +159,3 @@ def producer(steps: list[Step], path: str) -> str:
 def passed_gate(task: str) -> str:
     """Argo condition: the gate file `task` exposes says the model passed."""
     return f"{{{{=jsonpath(tasks.{task}.outputs.parameters.gate, '$.passed') == true}}}}"
-
-
-def render(workflows: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write each workflow's YAML as <out_dir>/<file name>.yaml."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for filename, workflow in workflows.items():
-        path = out_dir / f"{filename}.yaml"
-        path.write_text(workflow.to_yaml(), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def stale(workflows: dict[str, Any], out_dir: Path) -> list[str]:
-    """Snapshots that differ from what the modules build now."""
-    return [
-        f"{out_dir / name}.yaml"
-        for name, workflow in workflows.items()
-        if not (out_dir / f"{name}.yaml").exists()
-        or (out_dir / f"{name}.yaml").read_text(encoding="utf-8") != workflow.to_yaml()
-    ]
-
-
-def _server() -> tuple[str, str | None, str | None]:
-    host = os.environ.get(SERVER_ENV, "").rstrip("/")
-    if not host:
-        raise ParamsError(f"{SERVER_ENV} is not set: export {SERVER_ENV}=https://argo.example.com (and {TOKEN_ENV})")
-    return host, os.environ.get(TOKEN_ENV) or None, os.environ.get(NAMESPACE_ENV) or None
-
-
-class BoundedSession(requests.Session):
-    """A requests session whose every request waits at most `timeout` seconds (connect and each read)."""
-
-    def __init__(self, timeout: int) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(*args, **kwargs)
-
-
-def submit(workflow: Any, timeout: int = 30) -> tuple[str, str]:
-    """Create `workflow` on the Argo server from the environment; return its name and UI link.
-
-    Waits at most `timeout` seconds for the server (servers.timeout_seconds)."""
-    from hera import exceptions as hx
-    from hera.workflows import WorkflowsService
-
-    host, token, namespace = _server()
-    workflow.namespace = namespace or workflow.namespace
-    token = token if token is None or token.startswith("Bearer ") else f"Bearer {token}"
-    workflow.workflows_service = WorkflowsService(
-        host=host, token=token, namespace=workflow.namespace, session=BoundedSession(timeout)
-    )
-    try:
-        created = workflow.create()
-    except requests.exceptions.Timeout:
-        raise SubmitError(
-            f"cannot reach the Argo server at {host} (no answer within {timeout} s): check {SERVER_ENV} and the "
-            f"network; servers.timeout_seconds in params.yaml (or {TIMEOUT_ENV}) sets the wait"
-        ) from None
-    except requests.exceptions.ConnectionError:
-        raise SubmitError(f"cannot reach the Argo server at {host}: check {SERVER_ENV} and the network") from None
-    except (hx.Unauthorized, hx.Forbidden) as exc:
-        raise SubmitError(
-            f"the Argo server refused the credentials ({exc}): set {TOKEN_ENV} to a token allowed to "
-            f"create workflows in namespace {workflow.namespace}"
-        ) from None
-    except hx.AlreadyExists as exc:
-        raise SubmitError(f"a workflow with this name already exists ({exc}): submit again for a new name") from None
-    except hx.HeraException as exc:
-        raise SubmitError(f"the Argo server rejected the workflow: {exc}") from None
-    name = created.metadata.name
-    return name, f"{host}/workflows/{created.metadata.namespace}/{name}"
-
-
-def load_module(root: Path, name: str) -> Any:
-    """A workflow module of pipelines/ (they sit outside the package, beside dvc.yaml)."""
-    import importlib.util
-
-    path = root / "pipelines" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"pipelines.{name}", path)
-    if spec is None or spec.loader is None:
-        raise ParamsError(f"{path} not found: run from the project root")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def workflows(root: Path) -> dict[str, Any]:
-    """Every workflow the project defines, by file name."""
-    return {path.stem: load_module(root, path.stem).workflow for path in sorted((root / "pipelines").glob("*.py"))}
-
-
-def overrides(assignments: Sequence[str]) -> dict[str, Any]:
-    """`section.key=value` pairs (values parsed as YAML) as a nested mapping."""
-    import yaml
-
-    result: dict[str, Any] = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ParamsError(f"--set {item!r} is not KEY=VALUE: write for example --set train.seed=3")
-        *parents, leaf = key.split(".")
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return result

@@ -8,9 +8,9 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from .config import Column, DataContract, Params
-from .errors import ContractViolation
-from .files import read_table, write_json, write_table
+from ..config import Column, DataContract, Params
+from ..errors import ContractViolation
+from ..files import read_table, write_json, write_table
 
 MAX_ROWS_SHOWN = 10
 

@@ -8,11 +8,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from .config import Params
-from .errors import GateFailed
-from .files import read_json
-from .lineage import lineage_tags
-from .tracking import configure, lost
+from ..config import Params
+from ..errors import GateFailed
+from ..files import read_json
+from ..lineage import lineage_tags
+from ..registry import configure, lost
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:

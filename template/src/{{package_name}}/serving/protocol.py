@@ -1,47 +1,39 @@
-"""Model server: the open inference protocol (V2) over HTTP for the MLflow model, with Prometheus metrics.
-
-The same server runs on a laptop (`make serve`), in the `deployment` runtime and
-as the KServe ServingRuntime, so what is measured here is what the cluster serves.
+"""The open inference protocol (V2) on the wire: requests parsed and checked against the model's columns,
+answers encoded, JSON or binary (Triton's binary_tensor_data extension, what tritonclient sends).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
 import struct
-import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.requests import Request
 
-from .config import Params
-from .errors import DataError, ParamsError
-from .monitor import OutlierDetector, load_reference
-
-log = logging.getLogger(__name__)
+from ..config import Params
+from ..errors import ParamsError
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
+
+
 NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
 # Latency buckets around the figures measured for this server (milliseconds to a second).
 # Generous size of one JSON value in a request, for the body size limit.
 BYTES_PER_VALUE = 256
-LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
 # Binary data extension (Triton's binary_tensor_data, what tritonclient sends by default): the body is a
 # JSON header of Inference-Header-Content-Length bytes, then each tensor's raw bytes, little-endian,
 # row-major; a BYTES element is its 4-byte length followed by its bytes.
 BINARY_HEADER = "Inference-Header-Content-Length"
+
+
 BINARY_DTYPES = {
     "BOOL": "?",
     "INT8": "<i1",
@@ -56,9 +48,9 @@ BINARY_DTYPES = {
     "FP32": "<f4",
     "FP64": "<f8",
 }
+
+
 OUTPUT_NAME = "output-1"
-# Not an HTTP status a client ever sees: the count of requests whose client went away before the answer.
-CLIENT_CLOSED = 499
 
 
 class BadRequest(ValueError):
@@ -288,7 +280,7 @@ def encode_request(frame: pd.DataFrame) -> dict[str, Any]:
     return {"inputs": inputs}
 
 
-def _output_datatype(values: np.ndarray) -> str:
+def output_datatype(values: np.ndarray) -> str:
     if values.dtype.kind in "iu":
         return "INT64"
     if values.dtype.kind == "f":
@@ -298,7 +290,7 @@ def _output_datatype(values: np.ndarray) -> str:
     return "BYTES"
 
 
-def _binary_output(values: np.ndarray, datatype: str) -> bytes:
+def binary_output(values: np.ndarray, datatype: str) -> bytes:
     """Predictions as the raw bytes of the binary data extension."""
     if datatype == "BYTES":
         encoded = [str(v).encode() for v in values.tolist()]
@@ -306,7 +298,7 @@ def _binary_output(values: np.ndarray, datatype: str) -> bytes:
     return values.astype(BINARY_DTYPES[datatype], copy=False).tobytes()
 
 
-def _header_length(request: Request) -> int | None:
+def header_length(request: Request) -> int | None:
     """The JSON header's length when the request uses the binary data extension, else None."""
     value = request.headers.get(BINARY_HEADER)
     if value is None:
@@ -331,243 +323,3 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"the body is over the limit of {limit} bytes: split the batch", 413)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-@dataclass
-class Metrics:
-    registry: CollectorRegistry
-    requests: Counter
-    duration: Histogram
-    rows: Counter
-    outliers: Counter
-    info: Gauge
-
-
-def make_metrics() -> Metrics:
-    """A registry per app, so tests and several apps in one process do not share counters."""
-    registry = CollectorRegistry()
-    return Metrics(
-        registry=registry,
-        requests=Counter(
-            "model_server_requests", "Inference requests by HTTP status code", ["model", "code"], registry=registry
-        ),
-        duration=Histogram(
-            "model_server_request_duration_seconds",
-            "Inference request latency, parsing and prediction included",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        ),
-        rows=Counter("model_server_predicted_rows", "Rows predicted", ["model"], registry=registry),
-        outliers=Counter(
-            "model_server_outlier_rows", "Predicted rows unlike the training data", ["model"], registry=registry
-        ),
-        info=Gauge("model_server_model_info", "The model being served", ["model", "version", "uri"], registry=registry),
-    )
-
-
-def create_app(
-    model: Any,
-    name: str,
-    version: str,
-    uri: str,
-    columns: list[InputColumn],
-    max_rows: int,
-    detector: OutlierDetector | None = None,
-    log_inputs: Path | None = None,
-) -> Starlette:
-    """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
-
-    With the model's outlier detector, rows unlike the training data are counted; with
-    `log_inputs`, every predicted row is appended to that CSV file (the drift check's input).
-    """
-    metrics = make_metrics()
-    metrics.info.labels(name, version, uri).set(1)
-    # Refuse bodies far larger than max_rows rows could need before reading them into memory.
-    max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
-    metadata = {
-        "name": name,
-        "versions": [version],
-        "platform": "mlflow",
-        "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
-    }
-
-    def unknown_model(request: Request) -> JSONResponse | None:
-        """404 unless the URL names the served model (and its version, when it names one)."""
-        requested, wanted = request.path_params["model"], request.path_params.get("version", version)
-        if requested == name and wanted == version:
-            return None
-        message = (
-            f"model '{requested}' version '{wanted}' is not served here; "
-            f"this server serves model '{name}', versions {metadata['versions']}"
-        )
-        return JSONResponse({"error": message}, 404)
-
-    async def live(_: Request) -> Response:
-        return JSONResponse({"live": True})
-
-    async def ready(_: Request) -> Response:
-        return JSONResponse({"ready": True})
-
-    async def server_metadata(_: Request) -> Response:
-        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
-
-    async def model_metadata(request: Request) -> Response:
-        return unknown_model(request) or JSONResponse(metadata)
-
-    async def model_ready(request: Request) -> Response:
-        return unknown_model(request) or JSONResponse({"name": name, "ready": True})
-
-    async def infer(request: Request) -> Response:
-        started = time.perf_counter()
-        response = unknown_model(request) or await _predict(request)
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        metrics.duration.labels(name).observe(time.perf_counter() - started)
-        return response
-
-    async def _predict(request: Request) -> Response:
-        try:
-            if request.headers.get("content-encoding", "identity") != "identity":
-                raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
-            parsed = parse_request(await read_body(request, max_body), columns, max_rows, _header_length(request))
-            predictions = np.asarray(model.predict(parsed.frame)).reshape(-1)
-        except BadRequest as exc:
-            # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
-            unread = exc.status in (413, 415)
-            return JSONResponse({"error": str(exc)}, exc.status, headers={"connection": "close"} if unread else None)
-        except ClientDisconnect:
-            # The client went away mid-request: nothing to answer, and not the server's fault.
-            return Response(status_code=CLIENT_CLOSED)
-        except Exception:
-            # A model failure is the server's fault (5xx) and counts in the error ratio alert.
-            log.exception("prediction failed")
-            return JSONResponse({"error": "prediction failed; see the server log"}, 500)
-        metrics.rows.labels(name).inc(len(predictions))
-        datatype = _output_datatype(predictions)
-        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
-        body = {"model_name": name, "model_version": version, "id": parsed.id or str(uuid.uuid4()), "outputs": [output]}
-        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
-        background = BackgroundTask(observe, parsed.frame)
-        if not parsed.binary_output:
-            output["data"] = predictions.tolist()
-            return JSONResponse(body, background=background)
-        raw = _binary_output(predictions, datatype)
-        output["parameters"] = {"binary_data_size": len(raw)}
-        header = json.dumps(body, separators=(",", ":")).encode()
-        return Response(
-            header + raw,
-            media_type="application/octet-stream",
-            headers={BINARY_HEADER: str(len(header))},
-            background=background,
-        )
-
-    def observe(frame: pd.DataFrame) -> None:
-        if detector is not None:
-            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
-        if log_inputs is not None:
-            log_rows(frame, log_inputs)
-
-    async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    routes = [
-        Route("/v2/health/live", live),
-        Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata),
-        Route("/v2/models/{model}", model_metadata),
-        Route("/v2/models/{model}/ready", model_ready),
-        Route("/v2/models/{model}/versions/{version}", model_metadata),
-        Route("/v2/models/{model}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/metrics", prometheus),
-    ]
-    return Starlette(routes=routes)
-
-
-def log_rows(frame: pd.DataFrame, path: Path) -> None:
-    """Append input rows to a CSV file, with the header when the file starts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    uri: str
-    name: str
-    version: str
-
-
-def resolve_model(params: Params, env: str | None, model_uri: str | None, name: str | None = None) -> ServedModel:
-    """What to serve: an explicit URI, the version pinned for `env`, or the registry's candidate alias."""
-    name = name or os.environ.get("MODEL_NAME") or params.registry.model_name
-    from .tracking import connect, lost
-
-    if model_uri:
-        if model_uri.split(":", 1)[0] in ("models", "runs", "mlflow-artifacts"):
-            connect(params)  # a registry URI: the tracking server must answer in time
-        return ServedModel(model_uri, name, os.environ.get("MODEL_VERSION") or "unversioned")
-    from .pin import read_pin
-
-    if env:
-        pin = read_pin(params, env)
-        if not pin.version:
-            raise ParamsError(
-                f"no model is pinned for {env} in {pin.path}: promote one, or run `make serve` without ENV "
-                f"to serve the '{params.registry.alias}' version"
-            )
-        connect(params)
-        return ServedModel(f"models:/{pin.model}/{pin.version}", name, pin.version)
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    connect(params)
-    alias = params.registry.alias
-    try:
-        version = MlflowClient().get_model_version_by_alias(params.registry.model_name, alias)
-    except MlflowException as exc:
-        if unanswered := lost(exc):
-            raise unanswered from None
-        raise ParamsError(
-            f"no version of {params.registry.model_name} has alias '{alias}' in the registry: run `make all` first"
-        ) from None
-    return ServedModel(f"models:/{params.registry.model_name}/{version.version}", name, str(version.version))
-
-
-def build_app(params: Params, served: ServedModel) -> Starlette:
-    """Load the model once and wrap it in the V2 app."""
-    import mlflow
-
-    from .tracking import lost
-
-    try:
-        # One download serves both the model and the outlier detector stored beside it.
-        local = Path(mlflow.artifacts.download_artifacts(served.uri))
-        model = mlflow.pyfunc.load_model(str(local))
-    except (OSError, mlflow.exceptions.MlflowException) as exc:
-        if unanswered := lost(exc):
-            raise unanswered from None
-        raise ParamsError(f"cannot load the model at {served.uri}: {exc}") from None
-    columns = input_columns(model, params)
-    detector = None
-    try:
-        _, detector = load_reference(local)
-    except DataError:
-        log.warning("%s has no outlier detector: outliers are not counted", served.uri)
-    log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
-    return create_app(
-        model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector, log_inputs
-    )
-
-
-def main(params: Params, env: str | None, model_uri: str | None, model_name: str | None, host: str, port: int) -> str:
-    import uvicorn
-
-    served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
-    app = build_app(params, served)
-    print(f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2", flush=True)
-    # One process: the cluster scales by replicas (HPA or KServe), each with its own CPU.
-    # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
-    return f"stopped serving {served.name} version {served.version}"

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .config import Params
-from .errors import ParamsError
-from .files import read_json, read_table, write_json
-from .tracking import configure
+from ..config import Params
+from ..errors import ParamsError
+from ..files import read_json, read_table, write_json
+from ..registry import configure
 from .train import split_xy
 
 # name -> f(y_true, predicted label, predicted probability of the positive class)

@@ -8,8 +8,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from .config import Params
-from .tracking import tracking_uri
+from ..config import Params
+from ..registry import tracking_uri
 
 
 def _read(params: Params, name: str) -> object | None:
@@ -22,7 +22,7 @@ def registered_version(params: Params) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from .tracking import configure
+    from ..registry import configure
 
     configure(params)
     try:

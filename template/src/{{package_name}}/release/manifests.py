@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from ..config import Params
+from ..errors import ManifestError, ParamsError
 from . import schemas as crd_schemas
-from .config import Params
-from .errors import ManifestError, ParamsError
 
 SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
 # The custom-resource schemas the project carries, beside the overlays (see schemas.py).

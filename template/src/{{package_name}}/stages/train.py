@@ -18,13 +18,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 
-from .config import Params, Train
-from .errors import ParamsError
+from ..config import Params, Train
+from ..errors import ParamsError
+from ..files import read_table, write_json
+from ..lineage import lineage_tags
+from ..monitoring.reference import write_reference
+from ..registry import configure
 from .featurize import build_preprocessor
-from .files import read_table, write_json
-from .lineage import lineage_tags
-from .monitor import build_profile, fit_outlier_detector, save_monitoring_files
-from .tracking import configure
 
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
@@ -80,56 +80,59 @@ def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in values.items()}
 
 
+def _log_search(params: Params, rows: int) -> None:
+    mlflow.log_params(
+        {
+            "estimator": params.train.estimator,
+            "search.method": params.train.search.method,
+            "search.cv_folds": params.train.search.cv_folds,
+            "search.scoring": params.train.search.scoring,
+            "rows.train": rows,
+            **_flat("space", params.train.search.space),
+        }
+    )
+
+
+def _save_model(params: Params, best: BaseEstimator, features: pd.DataFrame) -> str:
+    """Save the model in the workspace and log it to MLflow, its monitoring reference with it; its URI."""
+    example = features.dropna().head(3)
+    scratch = Path(tempfile.mkdtemp(prefix="monitoring-"))
+    model_dir = params.path("model")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    saved = {
+        "signature": infer_signature(example, best.predict(example)),
+        "input_example": example,
+        # cloudpickle, not skops: serving runtimes load it as it is, and models only
+        # ever come from this project's own registry (hence its warning is muted).
+        "serialization_format": "cloudpickle",
+        # What the model needs to predict, pinned; not the whole project environment.
+        "pip_requirements": serving_requirements(),
+        # The reference profile and outlier detector travel with the model (extra_files).
+        "extra_files": write_reference(params, best, features, scratch),
+    }
+    mlflow.sklearn.save_model(best, model_dir, **saved)
+    logged = mlflow.sklearn.log_model(best, name="model", **saved)
+    shutil.rmtree(scratch)
+    return logged.model_uri
+
+
 def main(params: Params) -> str:
     search = build_search(params)
     features, label = split_xy(read_table(params.path("train"), produced_by="featurize"), params)
     configure(params)
     with mlflow.start_run(run_name=f"train-{params.train.estimator}") as run:
         mlflow.set_tags({**lineage_tags(params), "stage": "train"})
-        mlflow.log_params(
-            {
-                "estimator": params.train.estimator,
-                "search.method": params.train.search.method,
-                "search.cv_folds": params.train.search.cv_folds,
-                "search.scoring": params.train.search.scoring,
-                "rows.train": len(features),
-                **_flat("space", params.train.search.space),
-            }
-        )
+        _log_search(params, len(features))
         search.fit(features, label)
-        best = search.best_estimator_
         best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         mlflow.log_params(_flat("best", best_params))
         mlflow.log_metric(f"cv_{params.train.search.scoring}", float(search.best_score_))
-
-        example = features.dropna().head(3)
-        signature = infer_signature(example, best.predict(example))
-        # The reference profile and outlier detector travel with the model (extra_files).
-        profile = build_profile(features, params.data, params.monitor.profile_quantiles)
-        detector = fit_outlier_detector(
-            best, features, params.data, params.monitor.outlier_contamination, params.train.seed
-        )
-        scratch = Path(tempfile.mkdtemp(prefix="monitoring-"))
-        model_dir = params.path("model")
-        shutil.rmtree(model_dir, ignore_errors=True)
-        saved = {
-            "signature": signature,
-            "input_example": example,
-            # cloudpickle, not skops: serving runtimes load it as it is, and models only
-            # ever come from this project's own registry (hence its warning is muted).
-            "serialization_format": "cloudpickle",
-            # What the model needs to predict, pinned; not the whole project environment.
-            "pip_requirements": serving_requirements(),
-            "extra_files": save_monitoring_files(profile, detector, scratch),
-        }
-        mlflow.sklearn.save_model(best, model_dir, **saved)
-        logged = mlflow.sklearn.log_model(best, name="model", **saved)
-        shutil.rmtree(scratch)
+        model_uri = _save_model(params, search.best_estimator_, features)
 
     write_json(
         {
             "run_id": run.info.run_id,
-            "model_uri": logged.model_uri,
+            "model_uri": model_uri,
             "estimator": params.train.estimator,
             "best_params": best_params,
             f"cv_{params.train.search.scoring}": float(search.best_score_),

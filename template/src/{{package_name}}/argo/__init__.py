@@ -1,0 +1,1 @@
+"""The pipeline on Argo Workflows: building blocks for pipelines/*.py, render, submit."""

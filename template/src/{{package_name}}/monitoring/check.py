@@ -1,0 +1,92 @@
+"""`monitor drift|outliers`: measure current rows against a model's reference, report, publish, and judge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Params, server_timeout
+from ..errors import DataError, MonitorBreach, ParamsError
+from ..files import json_text, write_together
+from ..registry import model_dir
+from .current import exists, read_current, too_few_rows
+from .drift import drift
+from .outliers import outliers
+from .reference import load_reference
+from .report import html_report, metrics_registry, metrics_text, publish
+
+
+@dataclass(frozen=True)
+class Request:
+    """One check as the command line asks for it."""
+
+    check: str  # "drift" or "outliers"
+    reference: str  # model version number, alias or folder
+    current: str  # CSV or Parquet of current rows (path or URL)
+    out: Path | None = None  # report folder; default monitor.reports
+    textfile: Path | None = None  # Prometheus textfile collector file
+    pushgateway: str | None = None
+    namespace: str = "local"
+    if_present: bool = False  # succeed without measuring when there is no data or model yet
+
+
+def run(params: Params, request: Request) -> str:
+    """The check's verdict line; MonitorBreach (exit 6) when it breaches params.yaml's thresholds."""
+    out = request.out or params.root / params.monitor.reports
+    if request.if_present and not exists(request.current):
+        return f"nothing to measure: {request.current} does not exist yet"
+    try:
+        reference = model_dir(params, request.reference)
+    except ParamsError:
+        if request.if_present:
+            return f"nothing to measure: no model behind {request.reference} yet"
+        raise
+    profile, detector = load_reference(reference)
+    current = read_current(request.current, params.data)
+    settings = params.monitor
+    too_few = too_few_rows(current, request.current, settings.min_rows)
+    if too_few and request.if_present:
+        return f"nothing to measure: {too_few}"
+    if too_few:
+        raise DataError(too_few)
+    report: dict[Path, str] = {}
+    if request.check == "drift":
+        result = drift(profile, current, settings)
+        drift_result, outlier_result = result, None
+        title = f"Drift of {request.current} against {params.registry.model_name} {request.reference}"
+        report[out / "drift.html"] = html_report(result, profile, current, title)
+        verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
+    else:
+        result = outliers(detector, current, settings.max_outlier_share)
+        drift_result, outlier_result = None, result
+        verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
+    report[out / f"{request.check}.json"] = json_text(
+        {**result, "reference": request.reference, "current": request.current}
+    )
+    gauges = metrics_registry(params.registry.model_name, drift_result, outlier_result)
+    if request.textfile:
+        report[request.textfile] = metrics_text(gauges)
+    _write(report, request.textfile)
+    published = publish(
+        gauges,
+        request.pushgateway,
+        job=f"{params.mlflow.experiment}-monitor",
+        namespace=request.namespace,
+        timeout=server_timeout(params),
+    )
+    if request.textfile:
+        published.insert(0, f"metrics -> {request.textfile}")
+    summary = "; ".join([verdict, f"report -> {out}", *published])
+    if result["breach"]:
+        raise MonitorBreach(summary)
+    return summary
+
+
+def _write(report: dict[Path, str], textfile: Path | None) -> None:
+    """Every report file, or none; a clear message naming the option to fix when one cannot be written."""
+    try:
+        write_together(report)
+    except OSError as exc:
+        is_textfile = bool(textfile) and exc.filename == str(textfile)
+        fix = "--textfile a writable path" if is_textfile else "--out a writable folder (default: monitor.reports)"
+        raise DataError(f"cannot write {exc.filename} ({exc.strerror}), so nothing was written: pass {fix}") from None

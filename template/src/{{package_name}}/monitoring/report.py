@@ -1,0 +1,153 @@
+"""What a check leaves behind: the HTML report, Prometheus gauges (textfile or Pushgateway), GitHub dispatch."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import server_timeout
+from ..errors import ParamsError, SubmitError
+from .reference import MISSING
+
+
+def _figure(name: str, spec: dict[str, Any], values: pd.Series) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=90)
+    if spec["kind"] == "numeric":
+        reference = np.asarray(spec["quantiles"])
+        bins = np.histogram_bin_edges(np.concatenate([reference, values.dropna().to_numpy(float)]), bins=30)
+        ax.hist(reference, bins=bins, density=True, alpha=0.55, label="reference")
+        ax.hist(values.dropna(), bins=bins, density=True, alpha=0.55, label="current")
+    else:
+        current = values.astype("string").fillna(MISSING).value_counts(normalize=True)
+        categories = sorted(set(spec["frequencies"]) | set(current.index))
+        x = np.arange(len(categories))
+        ax.bar(x - 0.2, [spec["frequencies"].get(c, 0) for c in categories], 0.4, label="reference")
+        ax.bar(x + 0.2, [float(current.get(c, 0)) for c in categories], 0.4, label="current")
+        ax.set_xticks(x, categories, rotation=30, ha="right", fontsize=7)
+    ax.set_title(name, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def html_report(result: dict[str, Any], profile: dict[str, Any], current: pd.DataFrame, title: str) -> str:
+    """One page: the verdict, a table of features (drifted first), reference-vs-current plots."""
+    order = sorted(result["features"], key=lambda n: (not result["features"][n]["drifted"], n))
+    rows = "".join(
+        f"<tr class={'drift' if f['drifted'] else 'ok'}><td>{html.escape(n)}</td><td>{f['method']}</td>"
+        f"<td>{f['distance']:.4f}</td><td>{f['threshold']}</td><td>{'yes' if f['drifted'] else 'no'}</td></tr>"
+        for n in order
+        for f in [result["features"][n]]
+    )
+    figures = "".join(
+        f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{png}"></figure>'
+        for n in order
+        for png in [_figure(n, profile["features"][n], current[n])]
+    )
+    verdict = "DRIFT: " + ", ".join(result["drifted"]) if result["breach"] else "No breach"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
+body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{padding:4px 10px;border:1px solid #ccc}} tr.drift{{background:#fde2e1}}
+figure{{display:inline-block;margin:4px}}</style></head><body>
+<h1>{html.escape(title)}</h1><p><b>{html.escape(verdict)}</b> &mdash; {len(result["drifted"])} of
+{len(result["features"])} features drifted (share {result["drift_share"]:.2f}, breach above
+{result["max_drift_share"]}); {result["rows"]} current rows against {result["reference_rows"]} reference rows.</p>
+<table><tr><th>feature</th><th>method</th><th>distance</th><th>threshold</th><th>drifted</th></tr>{rows}</table>
+{figures}</body></html>"""
+
+
+def metrics_registry(model: str, drift_result: dict[str, Any] | None, outlier_result: dict[str, Any] | None):
+    """Prometheus gauges of a check, for the alerts of the monitoring component."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    if drift_result:
+        Gauge("model_drift_share", "Share of features that drifted", ["model"], registry=registry).labels(model).set(
+            drift_result["drift_share"]
+        )
+        per_feature = Gauge(
+            "model_feature_drift", "Drift distance per feature", ["model", "feature"], registry=registry
+        )
+        for name, feature in drift_result["features"].items():
+            per_feature.labels(model, name).set(feature["distance"])
+    if outlier_result:
+        Gauge("model_outlier_share", "Share of rows flagged as outliers", ["model"], registry=registry).labels(
+            model
+        ).set(outlier_result["outlier_share"])
+    Gauge("model_drift_check_timestamp_seconds", "When the last check ran", ["model"], registry=registry).labels(
+        model
+    ).set_to_current_time()
+    return registry
+
+
+def metrics_text(registry: Any) -> str:
+    """The gauges in the Prometheus text format, as node-exporter's textfile collector reads them."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry).decode("utf-8")
+
+
+def publish(registry: Any, pushgateway: str | None, job: str, namespace: str = "local", timeout: int = 30) -> list[str]:
+    """Push the gauges to a Pushgateway, waiting at most `timeout` seconds; say where."""
+    from prometheus_client import push_to_gateway
+
+    done = []
+    if pushgateway:
+        try:
+            # Grouped by namespace: each environment's alerts read only its own figures.
+            push_to_gateway(
+                pushgateway, job=job, registry=registry, grouping_key={"namespace": namespace}, timeout=timeout
+            )
+        except OSError as exc:
+            raise SubmitError(f"cannot push metrics to {pushgateway} within {timeout} s: {exc}") from None
+        done.append(f"metrics -> {pushgateway}")
+    return done
+
+
+def dispatch(result_path: Path) -> str:
+    """Tell GitHub about a breach (repository_dispatch `drift-detected`) for the drift-response workflow."""
+    import requests
+
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    if not result.get("breach"):
+        return f"{result_path}: no breach, nothing sent"
+    token, repository = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
+    if not token or not repository:
+        raise ParamsError("set GITHUB_TOKEN (allowed to dispatch) and GITHUB_REPOSITORY (owner/name)")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    payload = {
+        "event_type": "drift-detected",
+        "client_payload": {
+            "reference": result.get("reference"),
+            "current": result.get("current"),
+            "drifted": result.get("drifted", []),
+            "drift_share": result.get("drift_share"),
+            "rows": result.get("rows"),
+        },
+    }
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
+    try:
+        answer = requests.post(
+            f"{api}/repos/{repository}/dispatches", json=payload, headers=headers, timeout=server_timeout()
+        )
+    except requests.RequestException as exc:
+        raise SubmitError(f"cannot reach {api}: {exc}") from None
+    if answer.status_code != 204:
+        raise SubmitError(f"GitHub refused the dispatch ({answer.status_code}): {answer.text[:200]}")
+    return f"sent drift-detected to {repository}"

@@ -1,0 +1,110 @@
+"""Pull request text: the gates, metrics, slices, lineage and plots of a promotion, in markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Bound, Params
+from ..lineage import UNKNOWN
+from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
+from .pin import pin_path
+
+
+def _bound(bound: Bound | None) -> str:
+    if bound is None:
+        return ""
+    parts = [f">= {bound.min:g}" if bound.min is not None else "", f"<= {bound.max:g}" if bound.max is not None else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def metrics_table(
+    params: Params, new: dict[str, Any], old: dict[str, Any] | None, new_label: str, old_label: str
+) -> str:
+    """Markdown: each held-out metric of the challenger beside the champion's, criteria first."""
+    criteria = params.evaluate.success_criteria
+    names = [*criteria, *sorted(k for k in new if k not in criteria and k != "rows")]
+    lines = [f"| metric | criterion | {new_label} | {old_label} | change |", "|---|---|---|---|---|"]
+    for name in names:
+        value, before = new.get(name), (old or {}).get(name)
+        change = (
+            f"{value - before:+.4f}" if isinstance(value, (int, float)) and isinstance(before, (int, float)) else ""
+        )
+        lines.append(f"| {name} | {_bound(criteria.get(name))} | {_number(value)} | {_number(before)} | {change} |")
+    return "\n".join(lines)
+
+
+def slices_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
+    """Markdown: the slice (bias) report, one row per value of each slice_by column."""
+    if not slices:
+        return "No slice report was recorded with this run."
+    names = [n for n in params.evaluate.success_criteria if any(n in s for s in slices)]
+    lines = [
+        "| slice | value | rows | positive rate | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for row in slices:
+        cells = [row["slice"], row["value"], str(row["rows"]), _number(row.get("positive_rate"))]
+        lines.append("| " + " | ".join(cells + [_number(row.get(n)) for n in names]) + " |")
+    gap = params.evaluate.max_slice_gap
+    if gap:
+        lines.append(
+            f"\nThe gate bounds the gap of {gap.metric} between slices of at least "
+            f"{params.evaluate.min_slice_size} rows at {gap.max:g} (evaluate.max_slice_gap)."
+        )
+    return "\n".join(lines)
+
+
+def pr_body(
+    params: Params,
+    registry: Registry,
+    env: str,
+    challenger: Version,
+    champion: Version | None,
+    rows: list[tuple[str, str]],
+    lineage: dict[str, str],
+    reason: str,
+) -> str:
+    """The promotion pull request's description: gates, metrics, slices, lineage and plots."""
+    tags = challenger.tags
+    old_label = f"champion v{champion.number}" if champion else "champion (none)"
+    parts = [
+        f"## Promote `{challenger.model}` version {challenger.number} to `{env}`",
+        "",
+        f"Changes only `{pin_path(params, env).relative_to(params.root)}`; "
+        f"after merge the MLflow alias `{CHAMPION_ALIAS.format(env=env)}` follows it and Argo CD rolls it out.",
+    ]
+    if reason:
+        parts += ["", f"> **Deliberately allowed to score worse than the champion:** {reason}"]
+    parts += ["", "### Gates", "", "| gate | result |", "|---|---|", *(f"| {g} | {r} |" for g, r in rows)]
+    parts += [
+        "",
+        "### Held-out metrics: challenger vs champion",
+        "",
+        metrics_table(params, challenger.evaluation, champion.evaluation if champion else None,
+                      f"challenger v{challenger.number}", old_label),
+        "",
+        "### Slices (bias report) of the challenger",
+        "",
+        slices_table(params, recorded_slices(challenger.run_id)),
+        "",
+        "### Lineage",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| git commit | `{lineage['git-commit']}` (uncommitted changes: {tags.get('git_dirty', UNKNOWN)}) |",
+        f"| MLflow run | `{lineage['mlflow-run']}` |",
+        f"| data | `{tags.get('data_source', UNKNOWN)}`, DVC hash `{lineage['dvc-data-hash']}` |",
+        f"| estimator | `{tags.get('estimator', UNKNOWN)}` |",
+        f"| template version | `{lineage['template-version']}` |",
+        f"| storage URI | `{challenger.storage_uri}` |",
+        "",
+        "### Plots",
+        "",
+        *registry.plot_links(challenger.run_id),
+        "",
+    ]  # fmt: skip
+    return "\n".join(parts)

@@ -1,0 +1,42 @@
+"""The server's Prometheus metrics: requests by status, latency, predicted and outlier rows, the model served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    duration: Histogram
+    rows: Counter
+    outliers: Counter
+    info: Gauge
+
+
+def make_metrics() -> Metrics:
+    """A registry per app, so tests and several apps in one process do not share counters."""
+    registry = CollectorRegistry()
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "model_server_requests", "Inference requests by HTTP status code", ["model", "code"], registry=registry
+        ),
+        duration=Histogram(
+            "model_server_request_duration_seconds",
+            "Inference request latency, parsing and prediction included",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        rows=Counter("model_server_predicted_rows", "Rows predicted", ["model"], registry=registry),
+        outliers=Counter(
+            "model_server_outlier_rows", "Predicted rows unlike the training data", ["model"], registry=registry
+        ),
+        info=Gauge("model_server_model_info", "The model being served", ["model", "version", "uri"], registry=registry),
+    )

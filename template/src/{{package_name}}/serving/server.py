@@ -1,0 +1,212 @@
+"""Model server: the open inference protocol (V2) over HTTP for the MLflow model, with Prometheus metrics.
+
+The same server runs on a laptop (`make serve`), in the `deployment` runtime and
+as the KServe ServingRuntime, so what is measured here is what the cluster serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import Params
+from ..errors import DataError, ParamsError
+from ..monitoring.reference import OutlierDetector, load_reference
+from .metrics import make_metrics
+from .model import ServedModel, resolve_model
+from .protocol import (
+    BINARY_HEADER,
+    BYTES_PER_VALUE,
+    OUTPUT_NAME,
+    BadRequest,
+    InputColumn,
+    binary_output,
+    header_length,
+    input_columns,
+    output_datatype,
+    parse_request,
+    read_body,
+)
+
+log = logging.getLogger(__name__)
+
+# Not an HTTP status a client ever sees: the count of requests whose client went away before the answer.
+CLIENT_CLOSED = 499
+
+
+def create_app(
+    model: Any,
+    name: str,
+    version: str,
+    uri: str,
+    columns: list[InputColumn],
+    max_rows: int,
+    detector: OutlierDetector | None = None,
+    log_inputs: Path | None = None,
+) -> Starlette:
+    """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
+
+    With the model's outlier detector, rows unlike the training data are counted; with
+    `log_inputs`, every predicted row is appended to that CSV file (the drift check's input).
+    """
+    metrics = make_metrics()
+    metrics.info.labels(name, version, uri).set(1)
+    # Refuse bodies far larger than max_rows rows could need before reading them into memory.
+    max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
+    metadata = {
+        "name": name,
+        "versions": [version],
+        "platform": "mlflow",
+        "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
+    }
+
+    def unknown_model(request: Request) -> JSONResponse | None:
+        """404 unless the URL names the served model (and its version, when it names one)."""
+        requested, wanted = request.path_params["model"], request.path_params.get("version", version)
+        if requested == name and wanted == version:
+            return None
+        message = (
+            f"model '{requested}' version '{wanted}' is not served here; "
+            f"this server serves model '{name}', versions {metadata['versions']}"
+        )
+        return JSONResponse({"error": message}, 404)
+
+    async def live(_: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(_: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def server_metadata(_: Request) -> Response:
+        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(request: Request) -> Response:
+        return unknown_model(request) or JSONResponse(metadata)
+
+    async def model_ready(request: Request) -> Response:
+        return unknown_model(request) or JSONResponse({"name": name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        response = unknown_model(request) or await _predict(request)
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.duration.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def _predict(request: Request) -> Response:
+        try:
+            if request.headers.get("content-encoding", "identity") != "identity":
+                raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
+            parsed = parse_request(await read_body(request, max_body), columns, max_rows, header_length(request))
+            predictions = np.asarray(model.predict(parsed.frame)).reshape(-1)
+        except BadRequest as exc:
+            # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
+            unread = exc.status in (413, 415)
+            return JSONResponse({"error": str(exc)}, exc.status, headers={"connection": "close"} if unread else None)
+        except ClientDisconnect:
+            # The client went away mid-request: nothing to answer, and not the server's fault.
+            return Response(status_code=CLIENT_CLOSED)
+        except Exception:
+            # A model failure is the server's fault (5xx) and counts in the error ratio alert.
+            log.exception("prediction failed")
+            return JSONResponse({"error": "prediction failed; see the server log"}, 500)
+        metrics.rows.labels(name).inc(len(predictions))
+        datatype = output_datatype(predictions)
+        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
+        body = {"model_name": name, "model_version": version, "id": parsed.id or str(uuid.uuid4()), "outputs": [output]}
+        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
+        background = BackgroundTask(observe, parsed.frame)
+        if not parsed.binary_output:
+            output["data"] = predictions.tolist()
+            return JSONResponse(body, background=background)
+        raw = binary_output(predictions, datatype)
+        output["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(body, separators=(",", ":")).encode()
+        return Response(
+            header + raw,
+            media_type="application/octet-stream",
+            headers={BINARY_HEADER: str(len(header))},
+            background=background,
+        )
+
+    def observe(frame: pd.DataFrame) -> None:
+        if detector is not None:
+            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
+        if log_inputs is not None:
+            log_rows(frame, log_inputs)
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{model}", model_metadata),
+        Route("/v2/models/{model}/ready", model_ready),
+        Route("/v2/models/{model}/versions/{version}", model_metadata),
+        Route("/v2/models/{model}/versions/{version}/ready", model_ready),
+        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes)
+
+
+def log_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Append input rows to a CSV file, with the header when the file starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+
+
+def build_app(params: Params, served: ServedModel) -> Starlette:
+    """Load the model once and wrap it in the V2 app."""
+    import mlflow
+
+    from ..registry import lost
+
+    try:
+        # One download serves both the model and the outlier detector stored beside it.
+        local = Path(mlflow.artifacts.download_artifacts(served.uri))
+        model = mlflow.pyfunc.load_model(str(local))
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
+        raise ParamsError(f"cannot load the model at {served.uri}: {exc}") from None
+    columns = input_columns(model, params)
+    detector = None
+    try:
+        _, detector = load_reference(local)
+    except DataError:
+        log.warning("%s has no outlier detector: outliers are not counted", served.uri)
+    log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
+    return create_app(
+        model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector, log_inputs
+    )
+
+
+def main(params: Params, env: str | None, model_uri: str | None, model_name: str | None, host: str, port: int) -> str:
+    import uvicorn
+
+    served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
+    app = build_app(params, served)
+    print(f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2", flush=True)
+    # One process: the cluster scales by replicas (HPA or KServe), each with its own CPU.
+    # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    return f"stopped serving {served.name} version {served.version}"
