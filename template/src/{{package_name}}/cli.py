@@ -66,12 +66,11 @@ MANIFESTS_HELP = (
 PROMOTE_HELP = "pin a registered model version in an environment (deploy/overlays/ENV/model.yaml) behind the gates"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m {PACKAGE}", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in {**STAGES, **TOOLS}.items():
-        stage = commands.add_parser(name, help=help_text, description=help_text)
-        stage.add_argument("--params", type=Path, default=Path(PARAMS_FILE), help="params file (default: %(default)s)")
+def _params_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE), help="params file (default: %(default)s)")
+
+
+def _add_pipeline(commands: argparse._SubParsersAction) -> None:
     pipeline = commands.add_parser("pipeline", help="the pipeline on Argo Workflows (pipelines/*.py)")
     actions = pipeline.add_subparsers(dest="action", required=True, metavar="ACTION")
     render = actions.add_parser("render", help="write each workflow's YAML (default: beside its module)")
@@ -82,45 +81,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--revision", help="git commit to run (image tag); default: HEAD")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+
+
+def _add_monitor(commands: argparse._SubParsersAction) -> None:
     monitor = commands.add_parser("monitor", help="data drift and outliers against a model's training data")
     checks = monitor.add_subparsers(dest="check", required=True, metavar="CHECK")
     for check, help_text in (("drift", "per-feature drift and drift share"), ("outliers", "share of outlier rows")):
-        parser_ = checks.add_parser(check, help=help_text, description=help_text)
-        parser_.add_argument("--reference", required=True, help="model version number, alias, or model folder")
-        parser_.add_argument("--current", required=True, help="CSV or Parquet file of current rows (path or URL)")
-        parser_.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
-        parser_.add_argument("--out", type=Path, help="report folder (default: monitor.reports in params.yaml)")
-        parser_.add_argument(
+        parser = checks.add_parser(check, help=help_text, description=help_text)
+        parser.add_argument("--reference", required=True, help="model version number, alias, or model folder")
+        parser.add_argument("--current", required=True, help="CSV or Parquet file of current rows (path or URL)")
+        _params_option(parser)
+        parser.add_argument("--out", type=Path, help="report folder (default: monitor.reports in params.yaml)")
+        parser.add_argument(
             "--textfile", type=Path, help="write Prometheus metrics for node-exporter's textfile collector"
         )
-        parser_.add_argument("--pushgateway", help="push Prometheus metrics to this Pushgateway URL")
-        parser_.add_argument("--namespace", default="local", help="namespace label of pushed metrics (environment)")
-        parser_.add_argument(
+        parser.add_argument("--pushgateway", help="push Prometheus metrics to this Pushgateway URL")
+        parser.add_argument("--namespace", default="local", help="namespace label of pushed metrics (environment)")
+        parser.add_argument(
             "--if-present", action="store_true", help="succeed without measuring when there is no data or no model yet"
         )
     dispatch = checks.add_parser(
         "dispatch", help="send a drift result to GitHub as repository_dispatch (GITHUB_TOKEN, GITHUB_REPOSITORY)"
     )
     dispatch.add_argument("--result", type=Path, required=True, help="drift.json written by `monitor drift`")
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP)
-    serve.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    _params_option(serve)
     which = serve.add_mutually_exclusive_group()
     which.add_argument("--env", help="serve the version pinned in deploy/overlays/ENV/model.yaml")
     which.add_argument("--model-uri", help="serve this MLflow model URI or directory (default: $MODEL_URI)")
     serve.add_argument("--model-name", help="name in the /v2/models/NAME URLs (default: $MODEL_NAME or registry name)")
     serve.add_argument("--host", help="address to listen on (default: serve.host in params.yaml)")
     serve.add_argument("--port", type=int, help="port (default: serve.port in params.yaml)")
+
+
+def _add_manifests(commands: argparse._SubParsersAction) -> None:
     manifests = commands.add_parser("manifests", help=MANIFESTS_HELP, description=MANIFESTS_HELP)
     manifests.add_argument("action", choices=["validate", "schemas"], help="validate, or refresh deploy/schemas")
-    manifests.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    _params_option(manifests)
     manifests.add_argument(
         "--schemas", type=Path, help="validate: schema folder (default: $K8S_SCHEMAS_DIR, else deploy/schemas)"
     )
     manifests.add_argument("--commit", help="schemas: full commit of the CRDs catalog to take them from")
     manifests.add_argument("--from", dest="source", help="schemas: a local checkout of the catalog (default: download)")
     manifests.add_argument("--add", action="append", default=[], help="schemas: also vendor GROUP/KIND_VERSION.json")
+
+
+def _add_promote(commands: argparse._SubParsersAction) -> None:
     promote = commands.add_parser("promote", help=PROMOTE_HELP, description=PROMOTE_HELP)
-    promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    _params_option(promote)
     promote.add_argument("--env", help="environment whose pin changes (or, with --diff, is compared with)")
     which = promote.add_mutually_exclusive_group()
     which.add_argument("--version", help="registered version number to pin")
@@ -134,10 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--sync", action="store_true", help="after merge: aliases champion-<env> follow the pins")
     mode.add_argument("--diff", action="store_true", help="markdown: reports/ of this workspace vs the model in --env")
     promote.add_argument("--base", default="origin/main", help="with --check: the base branch (default: %(default)s)")
+
+
+def _add_sample_data(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
     sample.add_argument("--rows", type=int, default=5000)
     sample.add_argument("--seed", type=int, default=7)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {PACKAGE}", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in {**STAGES, **TOOLS}.items():
+        _params_option(commands.add_parser(name, help=help_text, description=help_text))
+    for add in (_add_pipeline, _add_monitor, _add_serve, _add_manifests, _add_promote, _add_sample_data):
+        add(commands)
     return parser
 
 

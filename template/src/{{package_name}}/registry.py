@@ -159,7 +159,7 @@ def model_dir(params: Params, reference: str) -> Path:
     name = params.registry.model_name
     uri = f"models:/{name}/{reference}" if reference.isdigit() else f"models:/{name}@{reference}"
     try:
-        return Path(mlflow.artifacts.download_artifacts(uri))
+        return download(uri)
     except MlflowException as exc:
         if unanswered := lost(exc):
             raise unanswered from None
@@ -277,3 +277,40 @@ def recorded_slices(run_id: str) -> list[dict[str, Any]] | None:
             return json.loads(Path(local).read_text(encoding="utf-8"))
         except (MlflowException, OSError, json.JSONDecodeError):
             return None
+
+
+def alias_version(params: Params, alias: str) -> Any | None:
+    """The version of the project's model behind `alias`, None when no version has it."""
+    from mlflow.exceptions import MlflowException
+
+    connect(params)
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(params.registry.model_name, alias)
+    except MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
+        return None
+
+
+def register_run(params: Params, model_uri: str, run_id: str, tags: dict[str, str]) -> tuple[str, bool]:
+    """Register the run's model (once: a rerun finds its version) and alias it; (version, already registered)."""
+    from mlflow.exceptions import MlflowException
+
+    configure(params)
+    client = mlflow.MlflowClient()
+    name = params.registry.model_name
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException as exc:
+        if unanswered := lost(exc):
+            raise unanswered from None
+        found = []
+    reused = bool(found)
+    version = max(found, key=lambda v: int(v.version)) if found else mlflow.register_model(model_uri, name, tags=tags)
+    client.set_registered_model_alias(name, params.registry.alias, version.version)
+    return str(version.version), reused
+
+
+def download(uri: str) -> Path:
+    """A local folder with the model (and what travels with it) at an MLflow URI."""
+    return Path(mlflow.artifacts.download_artifacts(uri))

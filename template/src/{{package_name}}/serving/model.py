@@ -19,7 +19,7 @@ class ServedModel:
 def resolve_model(params: Params, env: str | None, model_uri: str | None, name: str | None = None) -> ServedModel:
     """What to serve: an explicit URI, the version pinned for `env`, or the registry's candidate alias."""
     name = name or os.environ.get("MODEL_NAME") or params.registry.model_name
-    from ..registry import connect, lost
+    from ..registry import alias_version, connect
 
     if model_uri:
         if model_uri.split(":", 1)[0] in ("models", "runs", "mlflow-artifacts"):
@@ -36,17 +36,10 @@ def resolve_model(params: Params, env: str | None, model_uri: str | None, name: 
             )
         connect(params)
         return ServedModel(f"models:/{pin.model}/{pin.version}", name, pin.version)
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    connect(params)
     alias = params.registry.alias
-    try:
-        version = MlflowClient().get_model_version_by_alias(params.registry.model_name, alias)
-    except MlflowException as exc:
-        if unanswered := lost(exc):
-            raise unanswered from None
+    version = alias_version(params, alias)
+    if version is None:
         raise ParamsError(
             f"no version of {params.registry.model_name} has alias '{alias}' in the registry: run `make all` first"
-        ) from None
+        )
     return ServedModel(f"models:/{params.registry.model_name}/{version.version}", name, str(version.version))

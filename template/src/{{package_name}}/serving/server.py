@@ -48,6 +48,136 @@ log = logging.getLogger(__name__)
 CLIENT_CLOSED = 499
 
 
+class Endpoints:
+    """The V2 endpoints around one loaded pyfunc model, and what they count."""
+
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        version: str,
+        uri: str,
+        columns: list[InputColumn],
+        max_rows: int,
+        detector: OutlierDetector | None = None,
+        log_inputs: Path | None = None,
+    ) -> None:
+        self.model, self.name, self.version = model, name, version
+        self.columns, self.max_rows = columns, max_rows
+        self.detector, self.log_inputs = detector, log_inputs
+        self.metrics = make_metrics()
+        self.metrics.info.labels(name, version, uri).set(1)
+        # Refuse bodies far larger than max_rows rows could need before reading them into memory.
+        self.max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
+        self.metadata = {
+            "name": name,
+            "versions": [version],
+            "platform": "mlflow",
+            "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
+        }
+
+    def unknown_model(self, request: Request) -> JSONResponse | None:
+        """404 unless the URL names the served model (and its version, when it names one)."""
+        requested, wanted = request.path_params["model"], request.path_params.get("version", self.version)
+        if requested == self.name and wanted == self.version:
+            return None
+        message = (
+            f"model '{requested}' version '{wanted}' is not served here; "
+            f"this server serves model '{self.name}', versions {self.metadata['versions']}"
+        )
+        return JSONResponse({"error": message}, 404)
+
+    async def live(self, _: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(self, _: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def server_metadata(self, _: Request) -> Response:
+        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(self, request: Request) -> Response:
+        return self.unknown_model(request) or JSONResponse(self.metadata)
+
+    async def model_ready(self, request: Request) -> Response:
+        return self.unknown_model(request) or JSONResponse({"name": self.name, "ready": True})
+
+    async def prometheus(self, _: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def infer(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = self.unknown_model(request) or await self._predict(request)
+        self.metrics.requests.labels(self.name, str(response.status_code)).inc()
+        self.metrics.duration.labels(self.name).observe(time.perf_counter() - started)
+        return response
+
+    async def _predict(self, request: Request) -> Response:
+        try:
+            if request.headers.get("content-encoding", "identity") != "identity":
+                raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
+            body = await read_body(request, self.max_body)
+            parsed = parse_request(body, self.columns, self.max_rows, header_length(request))
+            predictions = np.asarray(self.model.predict(parsed.frame)).reshape(-1)
+        except BadRequest as exc:
+            # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
+            unread = exc.status in (413, 415)
+            return JSONResponse({"error": str(exc)}, exc.status, headers={"connection": "close"} if unread else None)
+        except ClientDisconnect:
+            # The client went away mid-request: nothing to answer, and not the server's fault.
+            return Response(status_code=CLIENT_CLOSED)
+        except Exception:
+            # A model failure is the server's fault (5xx) and counts in the error ratio alert.
+            log.exception("prediction failed")
+            return JSONResponse({"error": "prediction failed; see the server log"}, 500)
+        self.metrics.rows.labels(self.name).inc(len(predictions))
+        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
+        return self._answer(parsed.id, predictions, parsed.binary_output, BackgroundTask(self.observe, parsed.frame))
+
+    def _answer(self, request_id: str | None, predictions: np.ndarray, binary: bool, after: BackgroundTask) -> Response:
+        datatype = output_datatype(predictions)
+        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
+        body = {
+            "model_name": self.name,
+            "model_version": self.version,
+            "id": request_id or str(uuid.uuid4()),
+            "outputs": [output],
+        }
+        if not binary:
+            output["data"] = predictions.tolist()
+            return JSONResponse(body, background=after)
+        raw = binary_output(predictions, datatype)
+        output["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(body, separators=(",", ":")).encode()
+        return Response(
+            header + raw,
+            media_type="application/octet-stream",
+            headers={BINARY_HEADER: str(len(header))},
+            background=after,
+        )
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        if self.detector is not None:
+            self.metrics.outliers.labels(self.name).inc(int(self.detector.flags(frame).sum()))
+        if self.log_inputs is not None:
+            log_rows(frame, self.log_inputs)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/health/live", self.live),
+            Route("/v2/health/ready", self.ready),
+            Route("/v2", self.server_metadata),
+            Route("/v2/models/{model}", self.model_metadata),
+            Route("/v2/models/{model}/ready", self.model_ready),
+            Route("/v2/models/{model}/versions/{version}", self.model_metadata),
+            Route("/v2/models/{model}/versions/{version}/ready", self.model_ready),
+            Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/metrics", self.prometheus),
+        ]
+
+
 def create_app(
     model: Any,
     name: str,
@@ -63,109 +193,7 @@ def create_app(
     With the model's outlier detector, rows unlike the training data are counted; with
     `log_inputs`, every predicted row is appended to that CSV file (the drift check's input).
     """
-    metrics = make_metrics()
-    metrics.info.labels(name, version, uri).set(1)
-    # Refuse bodies far larger than max_rows rows could need before reading them into memory.
-    max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
-    metadata = {
-        "name": name,
-        "versions": [version],
-        "platform": "mlflow",
-        "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
-    }
-
-    def unknown_model(request: Request) -> JSONResponse | None:
-        """404 unless the URL names the served model (and its version, when it names one)."""
-        requested, wanted = request.path_params["model"], request.path_params.get("version", version)
-        if requested == name and wanted == version:
-            return None
-        message = (
-            f"model '{requested}' version '{wanted}' is not served here; "
-            f"this server serves model '{name}', versions {metadata['versions']}"
-        )
-        return JSONResponse({"error": message}, 404)
-
-    async def live(_: Request) -> Response:
-        return JSONResponse({"live": True})
-
-    async def ready(_: Request) -> Response:
-        return JSONResponse({"ready": True})
-
-    async def server_metadata(_: Request) -> Response:
-        return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
-
-    async def model_metadata(request: Request) -> Response:
-        return unknown_model(request) or JSONResponse(metadata)
-
-    async def model_ready(request: Request) -> Response:
-        return unknown_model(request) or JSONResponse({"name": name, "ready": True})
-
-    async def infer(request: Request) -> Response:
-        started = time.perf_counter()
-        response = unknown_model(request) or await _predict(request)
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        metrics.duration.labels(name).observe(time.perf_counter() - started)
-        return response
-
-    async def _predict(request: Request) -> Response:
-        try:
-            if request.headers.get("content-encoding", "identity") != "identity":
-                raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
-            parsed = parse_request(await read_body(request, max_body), columns, max_rows, header_length(request))
-            predictions = np.asarray(model.predict(parsed.frame)).reshape(-1)
-        except BadRequest as exc:
-            # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
-            unread = exc.status in (413, 415)
-            return JSONResponse({"error": str(exc)}, exc.status, headers={"connection": "close"} if unread else None)
-        except ClientDisconnect:
-            # The client went away mid-request: nothing to answer, and not the server's fault.
-            return Response(status_code=CLIENT_CLOSED)
-        except Exception:
-            # A model failure is the server's fault (5xx) and counts in the error ratio alert.
-            log.exception("prediction failed")
-            return JSONResponse({"error": "prediction failed; see the server log"}, 500)
-        metrics.rows.labels(name).inc(len(predictions))
-        datatype = output_datatype(predictions)
-        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
-        body = {"model_name": name, "model_version": version, "id": parsed.id or str(uuid.uuid4()), "outputs": [output]}
-        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
-        background = BackgroundTask(observe, parsed.frame)
-        if not parsed.binary_output:
-            output["data"] = predictions.tolist()
-            return JSONResponse(body, background=background)
-        raw = binary_output(predictions, datatype)
-        output["parameters"] = {"binary_data_size": len(raw)}
-        header = json.dumps(body, separators=(",", ":")).encode()
-        return Response(
-            header + raw,
-            media_type="application/octet-stream",
-            headers={BINARY_HEADER: str(len(header))},
-            background=background,
-        )
-
-    def observe(frame: pd.DataFrame) -> None:
-        if detector is not None:
-            metrics.outliers.labels(name).inc(int(detector.flags(frame).sum()))
-        if log_inputs is not None:
-            log_rows(frame, log_inputs)
-
-    async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    routes = [
-        Route("/v2/health/live", live),
-        Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata),
-        Route("/v2/models/{model}", model_metadata),
-        Route("/v2/models/{model}/ready", model_ready),
-        Route("/v2/models/{model}/versions/{version}", model_metadata),
-        Route("/v2/models/{model}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/metrics", prometheus),
-    ]
-    return Starlette(routes=routes)
+    return Starlette(routes=Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs).routes())
 
 
 def log_rows(frame: pd.DataFrame, path: Path) -> None:
@@ -178,11 +206,11 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     """Load the model once and wrap it in the V2 app."""
     import mlflow
 
-    from ..registry import lost
+    from ..registry import download, lost
 
     try:
         # One download serves both the model and the outlier detector stored beside it.
-        local = Path(mlflow.artifacts.download_artifacts(served.uri))
+        local = download(served.uri)
         model = mlflow.pyfunc.load_model(str(local))
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         if unanswered := lost(exc):

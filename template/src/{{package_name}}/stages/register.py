@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import json
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-
 from ..config import Params
 from ..errors import GateFailed
 from ..files import read_json
 from ..lineage import lineage_tags
-from ..registry import configure, lost
-
-
-def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
-    """The version already registered from this run, so reruns do not pile up copies."""
-    try:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except mlflow.exceptions.MlflowException as exc:
-        if unanswered := lost(exc):
-            raise unanswered from None
-        return None
-    return max(found, key=lambda v: int(v.version)) if found else None
+from ..registry import register_run
 
 
 def version_tags(params: Params, metrics: dict, gate: dict) -> dict[str, str]:
@@ -48,13 +33,7 @@ def main(params: Params) -> str:
             + "\n  ".join(gate["failures"])
         )
     metrics = read_json(params.path("metrics"), "evaluate")
-    configure(params)
-    client = MlflowClient()
+    version, reused = register_run(params, info["model_uri"], info["run_id"], version_tags(params, metrics, gate))
     name, alias = params.registry.model_name, params.registry.alias
-    version = _existing_version(client, name, info["run_id"])
-    reused = version is not None
-    if version is None:
-        version = mlflow.register_model(info["model_uri"], name, tags=version_tags(params, metrics, gate))
-    client.set_registered_model_alias(name, alias, version.version)
     action = "already registered as" if reused else "registered as"
-    return f"run {info['run_id']} {action} {name} version {version.version}, alias '{alias}'"
+    return f"run {info['run_id']} {action} {name} version {version}, alias '{alias}'"

@@ -19,17 +19,12 @@ def _read(params: Params, name: str) -> object | None:
 
 def registered_version(params: Params) -> str:
     """The version behind the candidate alias, or why there is none."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from ..registry import alias_version
 
-    from ..registry import configure
-
-    configure(params)
-    try:
-        version = MlflowClient().get_model_version_by_alias(params.registry.model_name, params.registry.alias)
-    except MlflowException:
-        return f"none with alias '{params.registry.alias}' yet (run `make register`)"
     name, alias = params.registry.model_name, params.registry.alias
+    version = alias_version(params, alias)
+    if version is None:
+        return f"none with alias '{alias}' yet (run `make register`)"
     return f"{name} version {version.version} (alias '{alias}', run {version.run_id})"
 
 
