@@ -151,6 +151,8 @@ class Monitor(_Section):
     max_outlier_share: float = Field(ge=0, lt=1)
     # Fewer current rows than this get no verdict (exit 2): a share of a handful of rows says nothing.
     min_rows: int = Field(default=100, ge=1)
+    # The drift job reads the inputs logged in this many hours before it runs (a folder of the server's log).
+    window_hours: float = Field(default=24, gt=0)
     reports: Path = Path("reports/monitoring")
     reference: str = "challenger"
     current: str
@@ -204,6 +206,8 @@ class Serve(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_inputs: Path | None = None
+    # One log file per worker and window of this many minutes (monitoring/input_log.py).
+    log_window_minutes: int = Field(default=60, ge=1, le=1440)
 
 
 class Deploy(_Section):

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from ..config import Params, server_timeout
 from ..errors import DataError, MonitorBreach, ParamsError
 from ..files import json_text, write_together
 from ..registry import model_dir
 from .current import exists, read_current, too_few_rows
-from .drift import drift
+from .input_log import logged_files
 from .outliers import outliers
 from .reference import load_reference
 from .report import html_report, metrics_registry, metrics_text, publish
+from .streaming import current_stats, drift_from_stats
 
 
 @dataclass(frozen=True)
@@ -42,19 +45,32 @@ def run(params: Params, request: Request) -> str:
             return f"nothing to measure: no model behind {request.reference} yet"
         raise
     profile, detector = load_reference(reference)
-    current = read_current(request.current, params.data)
     settings = params.monitor
-    too_few = too_few_rows(current, request.current, settings.min_rows)
+    files = logged_files(request.current, settings.window_hours) if exists(request.current) else []
+    if request.if_present and not files:
+        return f"nothing to measure: no input logged in {request.current} in the last {settings.window_hours} h"
+    if not exists(request.current):
+        raise DataError(f"{request.current} does not exist: point --current at the logged inputs (serve.log_inputs)")
+    if not files:
+        raise DataError(
+            f"{request.current} holds no input logged in the last {settings.window_hours} h (monitor.window_hours): "
+            "point --current at the server's log folder (serve.log_inputs) or at a file"
+        )
+    # Drift is measured batch by batch (memory bounded by a batch); outliers need the rows, in memory.
+    stats = current_stats(profile, files, params.data) if request.check == "drift" else None
+    current = None if stats else pd.concat([read_current(name, params.data) for name in files], ignore_index=True)
+    rows = stats.rows if stats else len(current)
+    too_few = too_few_rows(rows, request.current, settings.min_rows)
     if too_few and request.if_present:
         return f"nothing to measure: {too_few}"
     if too_few:
         raise DataError(too_few)
     report: dict[Path, str] = {}
-    if request.check == "drift":
-        result = drift(profile, current, settings)
+    if stats is not None:
+        result = drift_from_stats(profile, stats, settings)
         drift_result, outlier_result = result, None
         title = f"Drift of {request.current} against {params.registry.model_name} {request.reference}"
-        report[out / "drift.html"] = html_report(result, profile, current, title)
+        report[out / "drift.html"] = html_report(result, profile, stats, title)
         verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
     else:
         result = outliers(detector, current, settings.max_outlier_share)

@@ -38,12 +38,12 @@ def read_current(location: str, contract: DataContract) -> pd.DataFrame:
     return frame[contract.features]
 
 
-def too_few_rows(current: pd.DataFrame, location: str, min_rows: int) -> str | None:
-    """Why `current` is too small for a verdict (fewer than monitor.min_rows rows), or None."""
-    if len(current) >= min_rows:
+def too_few_rows(rows: int, location: str, min_rows: int) -> str | None:
+    """Why `rows` current rows are too few for a verdict (fewer than monitor.min_rows), or None."""
+    if rows >= min_rows:
         return None
     return (
-        f"{location} has {len(current)} row(s), fewer than monitor.min_rows ({min_rows}) in params.yaml: "
+        f"{location} has {rows} row(s), fewer than monitor.min_rows ({min_rows}) in params.yaml: "
         "a drift or outlier share of so few rows says nothing; measure a larger sample"
     )
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..config import server_timeout
 from ..errors import ParamsError, SubmitError
-from .reference import MISSING
+from .streaming import CurrentStats
 
 
-def _figure(name: str, spec: dict[str, Any], values: pd.Series) -> str:
+def _figure(name: str, spec: dict[str, Any], current: Any) -> str:
+    """Reference against current: histograms for a number (`current` is (values, weights)), bars for a category."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,12 +27,13 @@ def _figure(name: str, spec: dict[str, Any], values: pd.Series) -> str:
     fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=90)
     if spec["kind"] == "numeric":
         reference = np.asarray(spec["quantiles"])
-        bins = np.histogram_bin_edges(np.concatenate([reference, values.dropna().to_numpy(float)]), bins=30)
+        values, weights = current
+        bins = np.histogram_bin_edges(np.concatenate([reference, values[weights > 0]]), bins=30)
         ax.hist(reference, bins=bins, density=True, alpha=0.55, label="reference")
-        ax.hist(values.dropna(), bins=bins, density=True, alpha=0.55, label="current")
+        if weights.sum():
+            ax.hist(values, bins=bins, weights=weights, density=True, alpha=0.55, label="current")
     else:
-        current = values.astype("string").fillna(MISSING).value_counts(normalize=True)
-        categories = sorted(set(spec["frequencies"]) | set(current.index))
+        categories = sorted(set(spec["frequencies"]) | set(current))
         x = np.arange(len(categories))
         ax.bar(x - 0.2, [spec["frequencies"].get(c, 0) for c in categories], 0.4, label="reference")
         ax.bar(x + 0.2, [float(current.get(c, 0)) for c in categories], 0.4, label="current")
@@ -46,7 +47,23 @@ def _figure(name: str, spec: dict[str, Any], values: pd.Series) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def html_report(result: dict[str, Any], profile: dict[str, Any], current: pd.DataFrame, title: str) -> str:
+def distributions(profile: dict[str, Any], stats: CurrentStats) -> dict[str, Any]:
+    """What the plots show of the current rows: weighted grid points for numbers, frequencies for categories."""
+    shown: dict[str, Any] = {}
+    for name, spec in profile["features"].items():
+        if spec["kind"] == "numeric":
+            numbers = stats.numeric[name]
+            centers = (numbers.edges[:-1] + numbers.edges[1:]) / 2
+            low = numbers.low if np.isfinite(numbers.low) else numbers.edges[0]
+            high = numbers.high if np.isfinite(numbers.high) else numbers.edges[-1]
+            values = np.concatenate([[low], centers, [high]])
+            shown[name] = (values, np.concatenate([[numbers.below], numbers.counts, [numbers.above]]).astype(float))
+        else:
+            shown[name] = stats.frequencies(name)
+    return shown
+
+
+def html_report(result: dict[str, Any], profile: dict[str, Any], stats: CurrentStats, title: str) -> str:
     """One page: the verdict, a table of features (drifted first), reference-vs-current plots."""
     order = sorted(result["features"], key=lambda n: (not result["features"][n]["drifted"], n))
     rows = "".join(
@@ -55,10 +72,11 @@ def html_report(result: dict[str, Any], profile: dict[str, Any], current: pd.Dat
         for n in order
         for f in [result["features"][n]]
     )
+    shown = distributions(profile, stats)
     figures = "".join(
         f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{png}"></figure>'
         for n in order
-        for png in [_figure(n, profile["features"][n], current[n])]
+        for png in [_figure(n, profile["features"][n], shown[n])]
     )
     verdict = "DRIFT: " + ", ".join(result["drifted"]) if result["breach"] else "No breach"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>

@@ -17,6 +17,7 @@ class Metrics:
     rows: Counter
     outliers: Counter
     info: Gauge
+    dropped: Counter
 
 
 def make_metrics() -> Metrics:
@@ -39,4 +40,10 @@ def make_metrics() -> Metrics:
             "model_server_outlier_rows", "Predicted rows unlike the training data", ["model"], registry=registry
         ),
         info=Gauge("model_server_model_info", "The model being served", ["model", "version", "uri"], registry=registry),
+        dropped=Counter(
+            "model_server_monitoring_dropped_rows",
+            "Predicted rows neither scored nor logged: the monitoring queue was full",
+            ["model"],
+            registry=registry,
+        ),
     )

@@ -6,28 +6,30 @@ as the KServe ServingRuntime, so what is measured here is what the cluster serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import Params
 from ..errors import DataError, ParamsError
+from ..monitoring.input_log import InputLog
 from ..monitoring.reference import OutlierDetector, load_reference
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
+from .observer import Observer
 from .protocol import (
     BINARY_HEADER,
     BYTES_PER_VALUE,
@@ -61,12 +63,18 @@ class Endpoints:
         max_rows: int,
         detector: OutlierDetector | None = None,
         log_inputs: Path | None = None,
+        log_window_minutes: int = 60,
     ) -> None:
         self.model, self.name, self.version = model, name, version
         self.columns, self.max_rows = columns, max_rows
-        self.detector, self.log_inputs = detector, log_inputs
         self.metrics = make_metrics()
         self.metrics.info.labels(name, version, uri).set(1)
+        self.observer = Observer(
+            detector,
+            InputLog(log_inputs, log_window_minutes) if log_inputs is not None else None,
+            on_outliers=self.metrics.outliers.labels(name).inc,
+            on_dropped=self.metrics.dropped.labels(name).inc,
+        )
         # Refuse bodies far larger than max_rows rows could need before reading them into memory.
         self.max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
         self.metadata = {
@@ -132,10 +140,11 @@ class Endpoints:
             log.exception("prediction failed")
             return JSONResponse({"error": "prediction failed; see the server log"}, 500)
         self.metrics.rows.labels(self.name).inc(len(predictions))
-        # Outlier scoring and input logging run after the answer is sent: they cost CPU, not latency.
-        return self._answer(parsed.id, predictions, parsed.binary_output, BackgroundTask(self.observe, parsed.frame))
+        # Outlier scoring and input logging happen on the monitoring thread, never before the answer.
+        self.observer.offer(parsed.frame)
+        return self._answer(parsed.id, predictions, parsed.binary_output)
 
-    def _answer(self, request_id: str | None, predictions: np.ndarray, binary: bool, after: BackgroundTask) -> Response:
+    def _answer(self, request_id: str | None, predictions: np.ndarray, binary: bool) -> Response:
         datatype = output_datatype(predictions)
         output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
         body = {
@@ -146,7 +155,7 @@ class Endpoints:
         }
         if not binary:
             output["data"] = predictions.tolist()
-            return JSONResponse(body, background=after)
+            return JSONResponse(body)
         raw = binary_output(predictions, datatype)
         output["parameters"] = {"binary_data_size": len(raw)}
         header = json.dumps(body, separators=(",", ":")).encode()
@@ -154,14 +163,7 @@ class Endpoints:
             header + raw,
             media_type="application/octet-stream",
             headers={BINARY_HEADER: str(len(header))},
-            background=after,
         )
-
-    def observe(self, frame: pd.DataFrame) -> None:
-        if self.detector is not None:
-            self.metrics.outliers.labels(self.name).inc(int(self.detector.flags(frame).sum()))
-        if self.log_inputs is not None:
-            log_rows(frame, self.log_inputs)
 
     def routes(self) -> list[Route]:
         return [
@@ -187,19 +189,24 @@ def create_app(
     max_rows: int,
     detector: OutlierDetector | None = None,
     log_inputs: Path | None = None,
+    log_window_minutes: int = 60,
 ) -> Starlette:
     """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
 
     With the model's outlier detector, rows unlike the training data are counted; with
-    `log_inputs`, every predicted row is appended to that CSV file (the drift check's input).
+    `log_inputs`, every predicted row is logged to that folder (monitoring/input_log.py), the
+    drift check's input. Both happen off the request path; stopping the app drains them.
     """
-    return Starlette(routes=Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs).routes())
+    endpoints = Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs, log_window_minutes)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        endpoints.observer.close()
 
-def log_rows(frame: pd.DataFrame, path: Path) -> None:
-    """Append input rows to a CSV file, with the header when the file starts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+    app = Starlette(routes=endpoints.routes(), lifespan=lifespan)
+    app.state.endpoints = endpoints
+    return app
 
 
 def build_app(params: Params, served: ServedModel) -> Starlette:
@@ -224,7 +231,15 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
         log.warning("%s has no outlier detector: outliers are not counted", served.uri)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
     return create_app(
-        model, served.name, served.version, served.uri, columns, params.serve.max_batch_rows, detector, log_inputs
+        model,
+        served.name,
+        served.version,
+        served.uri,
+        columns,
+        params.serve.max_batch_rows,
+        detector,
+        log_inputs,
+        params.serve.log_window_minutes,
     )
 
 

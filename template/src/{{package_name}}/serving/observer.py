@@ -1,0 +1,122 @@
+"""Monitoring off the request path: predicted rows go to a bounded queue; one thread scores and logs them in batches.
+
+Scoring a row for outliers costs about as much as predicting it, and logging
+writes files: neither may delay an answer. The request only puts its rows on
+the queue (never waiting); a worker thread takes them in batches, where both
+cost little per row, counts outliers and appends the rows to the input log.
+When the queue is full (the thread cannot keep up), rows are dropped and
+counted (`model_server_monitoring_dropped_rows_total`), never waited for. A
+clean stop drains the queue and closes the log, so no accepted row is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from ..monitoring.input_log import InputLog
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class Observer:
+    def __init__(
+        self,
+        detector: Any | None,
+        input_log: InputLog | None,
+        on_outliers: Callable[[int], None],
+        on_dropped: Callable[[int], None],
+        capacity: int = 10_000,
+        batch_rows: int = 4096,
+        log_rows: int = 20_000,
+        log_seconds: float = 30.0,
+    ) -> None:
+        self.detector, self.input_log = detector, input_log
+        self.on_outliers, self.on_dropped = on_outliers, on_dropped
+        # Requests, not rows: each holds at most serve.max_batch_rows rows.
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.batch_rows, self.log_rows, self.log_seconds = batch_rows, log_rows, log_seconds
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self._last_flush = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="monitoring", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        return self.detector is not None or self.input_log is not None
+
+    def offer(self, frame: pd.DataFrame) -> None:
+        """Hand rows over without waiting; dropped (and counted) when the queue is full."""
+        if not self.active:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except queue.Full:
+            self.on_dropped(len(frame))
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Score and log everything queued, then close the log file (a clean stop loses nothing)."""
+        self.queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                self._flush_log(force=False)
+                continue
+            frames, rows = [], 0
+            item = first
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                frames.append(item)
+                rows += len(item)
+                if rows >= self.batch_rows:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            if frames:
+                self._observe(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+        self._flush_log(force=True)
+        if self.input_log is not None:
+            self.input_log.close()
+
+    def _observe(self, frame: pd.DataFrame) -> None:
+        try:
+            if self.detector is not None:
+                self.on_outliers(int(self.detector.flags(frame).sum()))
+        except Exception:  # a broken detector must not stop the logging, nor the server
+            log.exception("outlier scoring failed")
+        if self.input_log is not None:
+            self._pending.append(frame)
+            self._pending_rows += len(frame)
+            self._flush_log(force=False)
+
+    def _flush_log(self, force: bool) -> None:
+        """Write the pending rows as one row group when there are enough of them, or they waited long enough."""
+        if not self._pending:
+            return
+        due = self._pending_rows >= self.log_rows or time.monotonic() - self._last_flush >= self.log_seconds
+        if not (force or due):
+            return
+        frame = pd.concat(self._pending, ignore_index=True)
+        self._pending, self._pending_rows = [], 0
+        self._last_flush = time.monotonic()
+        try:
+            self.input_log.write(frame)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("writing %d input rows to the log failed", len(frame))
