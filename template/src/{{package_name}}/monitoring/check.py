@@ -14,7 +14,7 @@ from ..registry import model_dir
 from .current import exists, read_current, too_few_rows
 from .input_log import logged_files
 from .outliers import outliers
-from .reference import load_reference
+from .reference import load_profile, load_reference
 from .report import html_report, metrics_registry, metrics_text, publish
 from .streaming import current_stats, drift_from_stats
 
@@ -44,7 +44,7 @@ def run(params: Params, request: Request) -> str:
         if request.if_present:
             return f"nothing to measure: no model behind {request.reference} yet"
         raise
-    profile, detector = load_reference(reference)
+    profile = load_profile(reference)
     settings = params.monitor
     files = logged_files(request.current, settings.window_hours) if exists(request.current) else []
     if request.if_present and not files:
@@ -73,6 +73,7 @@ def run(params: Params, request: Request) -> str:
         report[out / "drift.html"] = html_report(result, profile, stats, title)
         verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
     else:
+        _, detector = load_reference(reference)
         result = outliers(detector, current, settings.max_outlier_share)
         drift_result, outlier_result = None, result
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.ensemble import IsolationForest
-from sklearn.pipeline import Pipeline
+
+if TYPE_CHECKING:  # scikit-learn is imported where a detector is fitted or loaded, not by the drift check
+    from sklearn.pipeline import Pipeline
 
 from ..config import DataContract, Params
 from ..errors import DataError
@@ -75,6 +74,10 @@ def fit_outlier_detector(
     model: Pipeline, features: pd.DataFrame, contract: DataContract, contamination: float, seed: int
 ) -> OutlierDetector:
     """Fit the detector on the training rows; numbers may stray a quarter of their range beyond it."""
+    from sklearn.base import clone
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import Pipeline
+
     forest = Pipeline(
         [
             ("features", clone(model.named_steps["features"])),
@@ -94,17 +97,29 @@ def save_monitoring_files(profile: dict[str, Any], detector: OutlierDetector, fo
     """Write the profile and the detector; return their paths (they travel with the model)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / PROFILE_FILE).write_text(json.dumps(profile, indent=1), encoding="utf-8")
+    import joblib
+
     joblib.dump(detector, folder / DETECTOR_FILE)
     return [str(folder / PROFILE_FILE), str(folder / DETECTOR_FILE)]
 
 
-def load_reference(folder: Path) -> tuple[dict[str, Any], OutlierDetector]:
-    extra = folder / "extra_files"
+def load_profile(folder: Path) -> dict[str, Any]:
+    """The reference profile a model folder carries (all the drift check needs)."""
     try:
-        profile = json.loads((extra / PROFILE_FILE).read_text(encoding="utf-8"))
-        detector = joblib.load(extra / DETECTOR_FILE)
+        return json.loads((folder / "extra_files" / PROFILE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{folder} has no reference profile: retrain with this version of the project") from None
+
+
+def load_reference(folder: Path) -> tuple[dict[str, Any], OutlierDetector]:
+    """The profile and the outlier detector a model folder carries."""
+    import joblib
+
+    profile = load_profile(folder)
+    try:
+        detector = joblib.load(folder / "extra_files" / DETECTOR_FILE)
+    except FileNotFoundError:
+        raise DataError(f"{folder} has no outlier detector: retrain with this version of the project") from None
     return profile, detector
 
 
