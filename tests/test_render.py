@@ -113,7 +113,8 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
     return optional | {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".github/workflows/template-update.yml", ".github/workflows/ci.yml", ".github/workflows/train.yml",
-        ".github/workflows/promote.yml", ".github/workflows/sync-aliases.yml", ".github/workflows/drift-response.yml",
+        ".github/workflows/promote.yml", ".github/workflows/promotion-pr.yml", ".github/workflows/sync-aliases.yml",
+        ".github/workflows/drift-response.yml",
         ".github/CODEOWNERS", ".github/pull_request_template.md", "docs/promotion.md",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",

