@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
 from packaging.version import Version
 
-from .conftest import REPO_ROOT, run
+from .conftest import REPO_ROOT, project_files, run
 from .releases import TemplateClone, changelog_releases
-from .test_update import commit, conflicts, copy_release, update, updated_with_raised_bound
+from .test_update import EARLIER, commit, conflicts, copy_release, update, updated_with_raised_bound
 
 MIGRATION = REPO_ROOT / "hooks" / "migrate_success_criteria.py"
 PIN_TEMPLATE = "includes/overlay-model.yaml.jinja"
@@ -147,3 +151,452 @@ def test_pinned_environment_keeps_serving_across_the_image_pin(
     before = dev.read_text()
     run([sys.executable, str(REPO_ROOT / "hooks/migrate_pin_image.py")], cwd=project)
     assert dev.read_text() == before
+
+
+# 0.3.0: the package regrouped by lifecycle role ------------------------------
+
+LAYOUT_MIGRATION = REPO_ROOT / "hooks" / "migrate_package_layout.py"
+OLD_PACKAGE = "template/src/{{package_name}}"
+
+
+def load_layout_migration() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("migrate_package_layout", LAYOUT_MIGRATION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+layout_migration = load_layout_migration()
+
+
+def last_commit_with_old_layout() -> str:
+    """The last template commit whose package had serve.py, monitor.py and the other modules at the top."""
+    removed = run(["git", "log", "-1", "--format=%H", "--", f"{OLD_PACKAGE}/serve.py"], cwd=REPO_ROOT).strip()
+    return run(["git", "rev-parse", f"{removed}^"], cwd=REPO_ROOT).strip()
+
+
+def layout(**defined: list[str]) -> Any:
+    """What moved, as the migration sees it after an update from the old layout, for the package `pkg`."""
+    return layout_migration.Layout(
+        "pkg",
+        moved=dict(layout_migration.MOVED),
+        split=dict(layout_migration.SPLIT),
+        scripts=dict(layout_migration.SCRIPTS),
+        defined=defined,
+    )
+
+
+DEFINED = {
+    "build_app": ["serving.server"],
+    "parse_request": ["serving.protocol"],
+    "ServedModel": ["serving.model"],
+    "drift": ["monitoring.drift"],
+    "main": ["cli", "stages.train", "serving.server"],
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "resolve_in", "expected"),
+    [
+        ("from pkg.featurize import split\n", None, "from pkg.stages.featurize import split\n"),
+        ("from .featurize import split  # ours\n", "pkg", "from .stages.featurize import split  # ours\n"),
+        ("from ..tracking import configure\n", "pkg.own", "from ..registry import configure\n"),
+        (
+            "from . import config, featurize, tracking\n",
+            "pkg",
+            "from . import config\nfrom .stages import featurize\nfrom . import registry as tracking\n",
+        ),
+        ("from pkg import stage_graph as g\n", None, "from pkg.argo import dag as g\n"),
+        (
+            "import pkg.train\n\n\ndef f():\n    return pkg.train.main, pkg.config\n",
+            None,
+            "import pkg.stages.train\n\n\ndef f():\n    return pkg.stages.train.main, pkg.config\n",
+        ),
+        ("import pkg.tracking as t\n", None, "import pkg.registry as t\n"),
+        (
+            "import pkg.serve\n\napp = pkg.serve.build_app(pkg.serve.parse_request)\n",
+            None,
+            "import pkg.serving.server\nimport pkg.serving.protocol\n\n"
+            "app = pkg.serving.server.build_app(pkg.serving.protocol.parse_request)\n",
+        ),
+        (
+            "def f():\n    from pkg.serve import ServedModel, build_app as app\n",
+            None,
+            "def f():\n    from pkg.serving.model import ServedModel\n"
+            "    from pkg.serving.server import build_app as app\n",
+        ),
+        (
+            'patch("pkg.tracking.configure")\npatch("pkg.serve.main")\n',
+            None,
+            'patch("pkg.registry.configure")\npatch("pkg.serving.server.main")\n',
+        ),
+        ("from pkg.stages.featurize import split\nfrom pkg.argo.render import render\n", None, None),
+    ],
+    ids=[
+        "absolute",
+        "relative",
+        "relative-renamed",
+        "modules-from-the-package",
+        "renamed-module-as-name",
+        "import-and-uses",
+        "import-as",
+        "split-import-and-uses",
+        "split-names",
+        "dotted-strings",
+        "already-new",
+    ],
+)
+def test_layout_rewrites_imports(source: str, resolve_in: str | None, expected: str | None) -> None:
+    """Every way of naming a moved module is rewritten to the new one; a second pass changes nothing."""
+    done = layout_migration.rewrite_imports(source, layout(**DEFINED), resolve_in)
+    assert done.text == (source if expected is None else expected)
+    assert done.refused == []
+    assert bool(done.done) == (expected is not None and expected != source)
+    assert layout_migration.rewrite_imports(done.text, layout(**DEFINED), resolve_in).text == done.text
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("from pkg import serve\n", "serve.py was split"),
+        ("from pkg.monitor import nowhere\n", "'nowhere' is in no single one"),
+        ("import pkg.serve as s\n", "serve.py was split"),
+        ("import pkg.serve\n\nm = pkg.serve\n", "uses the module as a whole"),
+        ("from pkg.bench_serving import main\n", "bench/serving.py"),
+        ('x = "pkg.serve"\n', "name the new module"),
+    ],
+    ids=["split-module-as-name", "unknown-name", "split-import-as", "split-module-object", "script", "split-string"],
+)
+def test_layout_names_what_it_cannot_rewrite(source: str, why: str) -> None:
+    """What has no single new place is left as it is, with the line and what to do."""
+    done = layout_migration.rewrite_imports(source, layout(**DEFINED), None)
+    assert done.text == source
+    assert len(done.refused) == 1 and why in done.refused[0] and done.refused[0].startswith("1: ")
+
+
+def test_layout_keeps_lines_of_the_new_release() -> None:
+    """A line the new release has (here `from .argo import render`, a subpackage import now) stays."""
+    source = "from .argo import render\nfrom .featurize import split\n"
+    done = layout_migration.rewrite_imports(source, layout(render=["argo.render"]), "pkg", keep={source.split("\n")[0]})
+    assert done.text == "from .argo import render\nfrom .stages.featurize import split\n"
+
+
+def test_layout_moved_module_imports_for_its_new_place() -> None:
+    """Relative imports of a module moved one level down point one level further up, moved modules included."""
+    source = "from . import errors\nfrom .config import Params\nfrom .tracking import configure\n"
+    done = layout_migration.rewrite_imports(source, layout(), "pkg", "pkg.stages")
+    assert done.text == "from .. import errors\nfrom ..config import Params\nfrom ..registry import configure\n"
+
+
+def test_layout_names_conflicted_files_that_import_moved_modules() -> None:
+    """A file left in conflict does not parse; its lines that import moved modules are still found."""
+    stale = layout_migration.stale_imports
+    assert stale("<<<<<<< before updating\nfrom .featurize import split\n", layout(), set())
+    assert stale("from pkg import (\n    config,\n)\nfrom pkg import config, tracking\n", layout(), set())
+    assert stale("    import pkg.serve\n", layout(), set())
+    assert not stale("from .stages.featurize import split\nfrom pkg import config\n", layout(), set())
+    assert not stale("from .argo import render\n", layout(), {"from .argo import render"})
+
+
+SPLIT_BASE = '''"""Old module."""
+
+import json
+
+
+def a() -> int:
+    return 1
+
+
+def b() -> str:
+    return json.dumps({})
+'''
+NEW_MODULES = {
+    "serving.x": '"""New x."""\n\nimport os\n\n\ndef a() -> int:\n    return 1\n',
+    "serving.y": '"""New y."""\n\nimport json\n\n\ndef b() -> str:\n    return json.dumps({"new": True})\n',
+}
+LABELS = ("ours", "base", "theirs")
+
+
+def test_layout_split_edits_go_where_each_definition_went() -> None:
+    """An edited definition is merged into the new module that has it, with what the project added beside it."""
+    ours = SPLIT_BASE.replace("import json\n", "import json\nimport math\n").replace(
+        "    return 1\n", "    return math.floor(1.5)\n\n\ndef helper() -> None:\n    pass\n"
+    )
+    placed = layout_migration.place_split(ours, SPLIT_BASE, NEW_MODULES, "serving", LABELS)
+    assert placed.conflicts == {"serving.x": 0}
+    assert placed.texts == {
+        "serving.x": '"""New x."""\n\nimport os\nimport math\n\n\ndef a() -> int:\n    return math.floor(1.5)\n'
+        "\n\ndef helper() -> None:\n    pass\n"
+    }
+
+
+def test_layout_split_edit_beside_a_template_change_merges_three_ways() -> None:
+    """The project's line and the release's change of the same definition meet as a conflict in that module."""
+    ours = SPLIT_BASE.replace("json.dumps({})", "json.dumps({'ours': 1})")
+    placed = layout_migration.place_split(ours, SPLIT_BASE, NEW_MODULES, "serving", LABELS)
+    assert placed.conflicts == {"serving.y": 1}
+    assert "<<<<<<< ours" in placed.texts["serving.y"] and "{'ours': 1}" in placed.texts["serving.y"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda text: text.replace("\n\ndef b() -> str:\n    return json.dumps({})\n", ""), "b removed"),
+        (lambda text: text + "\n\ndef c() -> None:\n    pass\n", "no edited definition"),
+        (lambda text: text.replace("Old module.", "Our module."), "module-level code"),
+        (lambda text: text.replace("    return 1\n", "    return 2\n").replace("a()", "z()"), "a removed"),
+    ],
+    ids=["removed", "added-alone", "docstring", "renamed"],
+)
+def test_layout_split_edits_without_one_place_are_refused(edit: Any, why: str) -> None:
+    """When an edit has no single new module, the reason comes back and nothing is merged."""
+    placed = layout_migration.place_split(edit(SPLIT_BASE), SPLIT_BASE, NEW_MODULES, "serving", LABELS)
+    assert isinstance(placed, str) and why in placed
+
+
+def statically_unresolved(project: Path, package: str, path: str) -> list[str]:
+    """Imports of the package in `path` naming a module or a name that the project does not have."""
+    src = project / "src"
+
+    def module_file(dotted: str) -> Path | None:
+        base = src / dotted.replace(".", "/")
+        return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+    def has(dotted: str, name: str) -> bool:
+        file = module_file(dotted)
+        if file is None:
+            return False
+        if module_file(f"{dotted}.{name}"):
+            return True
+        tree = ast.parse(file.read_text())
+        bound = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, ast.Assign):
+                bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        return name in bound
+
+    parts = Path(path).with_suffix("").parts
+    here = ".".join(parts[1:-1]) if parts[0] == "src" else None
+    problems = []
+    tree = ast.parse((project / path).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module
+            if node.level:
+                base = here.split(".")[: len(here.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            if module and module.split(".")[0] == package:
+                problems += [f"{node.lineno}: {module}.{a.name}" for a in node.names if not has(module, a.name)]
+        elif isinstance(node, ast.Import):
+            problems += [
+                f"{node.lineno}: {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] == package and module_file(a.name) is None
+            ]
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            dotted = ast.unparse(node.value)
+            if dotted.split(".")[0] == package and module_file(dotted) and not has(dotted, node.attr):
+                problems.append(f"{node.lineno}: {dotted}.{node.attr}")
+    return problems
+
+
+OWN_MODULE = '''"""Statistics this project adds on its own."""
+
+from . import featurize
+from .featurize import build_preprocessor
+from .tracking import configure
+
+
+def preprocessor_for(contract):
+    return build_preprocessor(contract), featurize.split, configure
+'''
+OWN_TEST = """import {package}.train
+from {package} import evaluate, tracking
+from {package}.featurize import build_preprocessor, split
+
+
+def test_names(monkeypatch):
+    monkeypatch.setattr("{package}.tracking.configure", lambda params: None)
+    assert {package}.train.make_estimator and evaluate.score and tracking.tracking_uri
+    assert build_preprocessor and split
+"""
+
+
+def project_contents(project: Path) -> dict[str, bytes]:
+    return {path: (project / path).read_bytes() for path in project_files(project)}
+
+
+def run_layout_migration(project: Path, clone: TemplateClone) -> str:
+    """The migration run again by hand, as the template ships it, from the template it came with."""
+    migration = clone.path / "hooks" / LAYOUT_MIGRATION.name
+    return run([sys.executable, str(migration), str(clone.path)], cwd=project)
+
+
+@pytest.mark.parametrize("release", EARLIER, ids=[f"from-{v}" for v in EARLIER])
+def test_project_imports_of_moved_modules_are_rewritten(
+    template_clone: TemplateClone, tmp_path: Path, release: Version, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A module and a test of the project's own import moved modules: after the update they import the new ones."""
+    project = copy_release(template_clone, template_clone.tag(release), tmp_path / "project", tmp_path / "remote")
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+    (project / f"src/{package}/own_stats.py").write_text(OWN_MODULE)
+    (project / "tests/test_own.py").write_text(OWN_TEST.format(package=package))
+    commit(project, "Own module and test")
+    capfd.readouterr()
+
+    update(project)
+
+    printed = capfd.readouterr().out
+    assert conflicts(project) == {}
+    own = (project / f"src/{package}/own_stats.py").read_text()
+    assert own == (
+        OWN_MODULE.replace("from . import featurize\n", "from .stages import featurize\n")
+        .replace("from .featurize import", "from .stages.featurize import")
+        .replace("from .tracking import", "from .registry import")
+    )
+    test = (project / "tests/test_own.py").read_text()
+    assert f"import {package}.stages.train\n" in test and f"{package}.stages.train.make_estimator" in test
+    assert f"from {package} import evaluate, tracking" not in test
+    assert f'"{package}.registry.configure"' in test
+    for path in (f"src/{package}/own_stats.py", "tests/test_own.py"):
+        assert statically_unresolved(project, package, path) == []
+        assert f"{path}:" in printed  # each rewrite is listed
+    assert "Imports of moved modules rewritten:" in printed
+
+    # Run again (the update not committed yet, HEAD still the old layout): nothing changes, nothing to say.
+    before = project_contents(project)
+    assert run_layout_migration(project, template_clone) == ""
+    assert project_contents(project) == before
+
+
+def stable_definition(old_text: str, new_modules: dict[str, str]) -> tuple[str, str, str]:
+    """A function of an old module that exactly one new module has unchanged: (name, its text, that module)."""
+    lines = old_text.splitlines(keepends=True)
+    for node in ast.parse(old_text).body:
+        if isinstance(node, ast.FunctionDef) and not node.decorator_list and len(node.body) > 1:
+            text = "".join(lines[node.lineno - 1 : node.end_lineno])
+            homes = [module for module, new in new_modules.items() if text in new]
+            if "import" not in text and len(homes) == 1:
+                return node.name, text, homes[0]
+    raise LookupError("no function of the old module is unchanged in the new release")
+
+
+@pytest.fixture
+def old_layout_project(template_clone: TemplateClone, tmp_path: Path) -> tuple[Path, str]:
+    """A project generated from the last commit with the old layout, and its package."""
+    project = copy_release(template_clone, last_commit_with_old_layout(), tmp_path / "project", tmp_path / "remote")
+    return project, yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+
+
+def test_edited_split_module_is_merged_where_its_definitions_went(
+    old_layout_project: tuple[Path, str], template_clone: TemplateClone, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """serve.py was split: an edited function and one the project added land in the new module of that function."""
+    project, package = old_layout_project
+    serving = template_clone.path / f"{OLD_PACKAGE}/serving"
+    new_modules = {path.name: path.read_text() for path in serving.glob("*.py")}
+    serve = project / f"src/{package}/serve.py"
+    name, text, home = stable_definition(serve.read_text(), new_modules)
+    signature_end = text.index(":\n", text.index(")")) + 2
+    edited = text[:signature_end] + "    # Project note: reviewed by the serving team.\n" + text[signature_end:]
+    added = '\n\ndef served_by() -> str:\n    return "the serving team"\n'
+    serve.write_text(serve.read_text().replace(text, edited + added, 1))
+    (project / "tests/test_own_serving.py").write_text(
+        f"import {package}.serve\n\n\ndef test_names():\n    assert {package}.serve.{name}\n"
+    )
+    commit(project, "Project edits of the server")
+    capfd.readouterr()
+
+    update(project)
+
+    printed = capfd.readouterr().out
+    assert conflicts(project) == {}
+    assert not serve.exists() and not list(project.rglob("*.orig"))
+    merged = (project / f"src/{package}/serving/{home}").read_text()
+    assert edited in merged and added.strip() in merged
+    for other in set(new_modules) - {home}:
+        assert "Project note" not in (project / f"src/{package}/serving/{other}").read_text()
+    assert f"src/{package}/serving/{home} <- src/{package}/serve.py" in printed
+    module = home.removesuffix(".py")
+    own = (project / "tests/test_own_serving.py").read_text()
+    assert (
+        own
+        == f"import {package}.serving.{module}\n\n\ndef test_names():\n    assert {package}.serving.{module}.{name}\n"
+    )
+    assert statically_unresolved(project, package, "tests/test_own_serving.py") == []
+
+    before = project_contents(project)
+    assert run_layout_migration(project, template_clone) == ""
+    assert project_contents(project) == before
+
+
+def test_split_module_edit_without_one_place_is_left_beside_the_new_modules(
+    old_layout_project: tuple[Path, str], template_clone: TemplateClone, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An edit of monitor.py that fits no single new module leaves the project's file as .py.orig, and says so."""
+    project, package = old_layout_project
+    monitor = project / f"src/{package}/monitor.py"
+    lines = monitor.read_text().splitlines(keepends=True)
+    edited = "".join(lines).replace('"""', '"""Monitoring as this project runs it. ', 1)
+    monitor.write_text(edited)
+    commit(project, "Own docstring")
+    capfd.readouterr()
+
+    update(project)
+
+    printed = capfd.readouterr().out
+    orig = project / f"src/{package}/monitoring/monitor.py.orig"
+    assert orig.read_text() == edited
+    assert f"src/{package}/monitoring/monitor.py.orig: your src/{package}/monitor.py" in printed
+    assert "module-level code" in printed
+    fresh = template_clone.path / f"{OLD_PACKAGE}/monitoring"
+    for path in fresh.glob("*.py"):
+        assert (project / f"src/{package}/monitoring/{path.name}").read_text() == path.read_text()
+
+    before = project_contents(project)
+    assert run_layout_migration(project, template_clone) == ""
+    assert project_contents(project) == before
+
+
+def test_layout_migration_does_nothing_on_a_new_project(template_clone: TemplateClone, tmp_path: Path) -> None:
+    """A project generated with the new layout has none of the old modules: nothing to do, nothing said."""
+    project = copy_release(template_clone, template_clone.newest, tmp_path / "project", tmp_path / "remote")
+    before = project_contents(project)
+    assert run_layout_migration(project, template_clone) == ""
+    assert project_contents(project) == before
+    assert run(["git", "status", "--porcelain"], cwd=project) == ""
+
+
+def test_edits_follow_the_move_from_a_gh_source(template_clone: TemplateClone, tmp_path: Path) -> None:
+    """From a gh: source (copier's own clone of the URL), the old release is read from that clone."""
+    url = "https://github.com/mlops-example/template.git"
+    env = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{template_clone.path}.insteadOf",
+        "GIT_CONFIG_VALUE_0": url,
+        "COPIER_CACHE_DIR": str(tmp_path / "copier-cache"),
+    }
+    project = tmp_path / "project"
+    run(
+        ["copier", "copy", "--trust", "--defaults", "--vcs-ref", template_clone.tag(EARLIER[-1])]
+        + ["--data", f"dvc_remote_url={tmp_path / 'remote'}", "gh:mlops-example/template", str(project)],
+        cwd=tmp_path,
+        env=env,
+    )
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+    featurize = project / f"src/{package}/featurize.py"
+    featurize.write_text(featurize.read_text() + "\n\n# Project note: from the gh: source.\n")
+    commit(project, "Project note")
+
+    run(["copier", "update", "--trust", "--defaults", "--conflict", "inline"], cwd=project, env=env)
+
+    assert (
+        (project / f"src/{package}/stages/featurize.py").read_text().endswith("# Project note: from the gh: source.\n")
+    )
+    assert conflicts(project) == {}

@@ -145,7 +145,10 @@ USER_STAGE = """
 
 
 def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None:
-    """Own features, changed params, an extra stage and an edited README are all kept through the update."""
+    """Own features, changed params, an extra stage and an edited README are all kept through the update.
+
+    featurize.py moved to stages/ in 0.3.0: the project's edit of it follows it there.
+    """
     package = yaml.safe_load((old_project / ANSWERS).read_text())["package_name"]
     (old_project / f"src/{package}/extra_features.py").write_text(USER_MODULE)
     featurize = old_project / f"src/{package}/featurize.py"
@@ -168,8 +171,13 @@ def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None
     after = contents(old_project)
     assert conflicts(old_project) == {}
     assert after[f"src/{package}/extra_features.py"] == USER_MODULE.encode()
-    assert after[f"src/{package}/featurize.py"].endswith(
+    assert f"src/{package}/featurize.py" not in after
+    assert after[f"src/{package}/stages/featurize.py"].endswith(
         b"# Project note: tenure is also used in years (extra_features).\n"
+    )
+    # Apart from the project's note, the module is the newest one.
+    assert after[f"src/{package}/stages/featurize.py"] == newest[f"src/{package}/stages/featurize.py"] + (
+        b"\n\n# Project note: tenure is also used in years (extra_features).\n"
     )
     assert after["README.md"] == edited_readme
     values = yaml.safe_load(after["params.yaml"])
@@ -183,7 +191,7 @@ def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None
     assert stages["report"]["cmd"] == "python -m our_reports build"
     assert {k: v for k, v in stages.items() if k != "report"} == yaml.safe_load(newest["dvc.yaml"])["stages"]
     # Files the project did not touch are exactly the newest ones.
-    touched = {f"src/{package}/featurize.py", "params.yaml", "dvc.yaml", "README.md", ANSWERS}
+    touched = {f"src/{package}/stages/featurize.py", "params.yaml", "dvc.yaml", "README.md", ANSWERS}
     for path in sorted(p for p in set(newest) - touched if not OWNED.match_file(p)):
         assert after.get(path) == newest[path], path
 

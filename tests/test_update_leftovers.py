@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .releases import TemplateClone, changelog_releases
 from .test_update import commit, copy_release, update, updated_with_raised_bound
@@ -79,3 +80,28 @@ def test_rejected_hunks_fail_lint(updated: Path, tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "no rejected hunks left by a template update" in done.stdout and "params.yaml.rej" in done.stdout
+
+
+def test_unmerged_module_fails_lint(updated: Path, tmp_path: Path) -> None:
+    """A module the update left as .py.orig (edits of a split module it could not place) fails `make lint`."""
+    package = yaml.safe_load((updated / ".copier-answers.yml").read_text())["package_name"]
+    orig = f"src/{package}/serving/serve.py.orig"
+    (updated / orig).write_text('"""The project\'s serve.py before the update."""\n')
+    done = make_lint(updated, tmp_path)
+    assert done.returncode != 0
+    assert orig in done.stderr and "copier update could not merge" in done.stderr
+
+    commit(updated, "Commit the module left beside the new ones")
+    done = subprocess.run(
+        ["pre-commit", "run", "--all-files"],
+        cwd=updated,
+        env={
+            **os.environ,
+            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+            "PRE_COMMIT_HOME": str(tmp_path / "pc"),
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "no module left unmerged by a template update" in done.stdout and orig in done.stdout
