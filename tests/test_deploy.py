@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import generate
+from .conftest import REPO_ROOT, generate
 from .test_render import COMBINATIONS, ENVIRONMENTS
 
 # One project per serving runtime x monitoring choice, named as in the rendering matrix.
@@ -24,12 +24,19 @@ PROJECTS = {
     "s3-deployment-nomonitoring-py312": COMBINATIONS["s3-deployment-nomonitoring-py312"],
 }
 SERVING_KIND = {"kserve": "InferenceService", "deployment": "Deployment"}
+MONITORED = [name for name, answers in PROJECTS.items() if answers.get("enable_monitoring", True)]
 
 
 @pytest.fixture(scope="module", params=list(PROJECTS), ids=list(PROJECTS))
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     dst = generate(tmp_path_factory.mktemp(request.param) / "project", **PROJECTS[request.param])
     return dst, yaml.safe_load((dst / ".copier-answers.yml").read_text())
+
+
+@pytest.fixture(scope="module", params=MONITORED, ids=MONITORED)
+def monitored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with monitoring, one per serving runtime."""
+    return generate(tmp_path_factory.mktemp(request.param) / "project", **PROJECTS[request.param])
 
 
 def validate(root: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -252,7 +259,7 @@ def test_alert_thresholds_follow_the_environment(project: tuple[Path, dict]) -> 
         exprs = {rule["alert"]: rule["expr"] for rule in rules}
         assert set(exprs) == {
             "ModelServerUnavailable", "ModelServerErrorRatioHigh", "ModelServerLatencyP95High",
-            "ModelDataDrift", "ModelDriftJobStale",
+            "ModelDataDrift", "ModelOutlierShareHigh", "ModelDriftJobStale",
         }  # fmt: skip
         assert all(f'{{namespace="{namespace}"}}' in expr for expr in exprs.values()), exprs
         assert exprs["ModelServerErrorRatioHigh"].endswith(f"> {thresholds['spec']['errorRatioMax']}")
@@ -278,15 +285,107 @@ def test_argocd_has_one_application_per_overlay(project: tuple[Path, dict]) -> N
     assert appset["spec"]["template"]["spec"]["project"] == answers["project_slug"]
 
 
-def test_drift_job_pushes_where_params_say(project: tuple[Path, dict]) -> None:
-    """The drift CronJob's Pushgateway is monitor.pushgateway of params.yaml (one address for the job and the CLI)."""
+def drift_job(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The built drift CronJob and its `--option=value` arguments, `$(VAR)` read from its env as Kubernetes does."""
+    job = find(docs, "CronJob")
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    options = {}
+    for arg in container["args"]:
+        name, _, value = arg.partition("=")
+        options[name] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), value)
+    return job, options
+
+
+def test_drift_job_takes_every_value_from_its_environment(project: tuple[Path, dict]) -> None:
+    """Each environment's thresholds.yaml alone sets its drift job: schedule, data, reference, breach threshold and
+    Pushgateway. The job breaches where its alert fires, compares with champion-<env>, and prod's values are
+    params.yaml's (what `make monitor` uses locally). No Argo workflow checks drift."""
     root, answers = project
     if not answers["enable_monitoring"]:
         assert not any(doc["kind"] == "CronJob" for doc in build(root, "overlays/prod"))
         return
-    expected = yaml.safe_load((root / "params.yaml").read_text())["monitor"]["pushgateway"]
+    monitor = yaml.safe_load((root / "params.yaml").read_text())["monitor"]
     for env in ENVIRONMENTS:
-        container = find(build(root, f"overlays/{env}"), "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-            "containers"
-        ][0]
-        assert {"name": "PUSHGATEWAY_URL", "value": expected} in container["env"]
+        spec = yaml.safe_load((root / f"deploy/overlays/{env}/thresholds.yaml").read_text())["spec"]
+        docs = build(root, f"overlays/{env}")
+        job, options = drift_job(docs)
+        assert job["spec"]["schedule"] == spec["driftSchedule"]
+        assert options["--reference"] == spec["driftReference"] == f"champion-{env}"
+        assert options["--current"] == spec["driftCurrent"] and f"/{env}/" in spec["driftCurrent"]
+        assert options["--pushgateway"] == spec["pushgateway"]
+        assert options["--max-drift-share"] == spec["driftShareMax"]
+        assert "--dispatch" in options and options["--out"].startswith("/tmp/")
+        rules = {rule["alert"]: rule["expr"] for rule in find(docs, "PrometheusRule")["spec"]["groups"][1]["rules"]}
+        assert rules["ModelDataDrift"].endswith(f"> {options['--max-drift-share']}")
+        if env == ENVIRONMENTS[-1]:
+            assert float(spec["driftShareMax"]) == monitor["max_drift_share"]
+            assert float(spec["outlierShareMax"]) == monitor["max_outlier_share"]
+            assert spec["driftReference"] == monitor["reference"]
+    # Only the overlays say when, where and what: the component and params.yaml do not.
+    assert not {"schedule", "current", "pushgateway"} & set(monitor)
+    cronjob = (root / "deploy/components/monitoring/drift-cronjob.yaml").read_text()
+    assert "champion" not in cronjob and "s3://" not in cronjob and "pushgateway." not in cronjob
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        # The job no longer reads its environment's threshold: it breaches elsewhere than its alert fires.
+        ("deploy/components/monitoring/drift-cronjob.yaml", "--max-drift-share=$(MAX_DRIFT_SHARE)",
+         "--max-drift-share=0.5", r"overlays/dev: the drift job breaches above 0.5 but ModelDataDrift fires above "
+         r"0.25: both must read driftShareMax of deploy/overlays/dev/thresholds.yaml"),
+        # dev's job compares with the model prod serves.
+        ("deploy/overlays/dev/thresholds.yaml", "driftReference: champion-dev", "driftReference: champion-prod",
+         r"overlays/dev: the drift job compares with 'champion-prod', not 'champion-dev'"),
+        # Local checks laxer than prod's job, or prod's job laxer than local checks.
+        ("params.yaml", "max_drift_share: 0.1 ", "max_drift_share: 0.2 ",
+         r"monitor.max_drift_share in params.yaml is 0.2 but driftShareMax in deploy/overlays/prod/thresholds.yaml "
+         r"is 0.1"),
+        ("deploy/overlays/prod/thresholds.yaml", 'outlierShareMax: "0.05"', 'outlierShareMax: "0.2"',
+         r"monitor.max_outlier_share in params.yaml is 0.05 but outlierShareMax in deploy/overlays/prod/"),
+    ],
+    ids=["job-vs-alert", "alias", "params-vs-prod", "prod-vs-params"],
+)  # fmt: skip
+def test_drift_job_disagreements_fail_validation(
+    monitored: Path, tmp_path: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    """`make validate` (exit 7) names a drift job, alert or params.yaml that disagree, and the file to change."""
+    root = tmp_path / "project"
+    shutil.copytree(monitored, root)
+    path = root / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    done = validate(root)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert re.search(expected, done.stderr), done.stderr
+
+
+def test_prod_and_params_move_together(monitored: Path, tmp_path: Path) -> None:
+    """Changing prod's drift share in both thresholds.yaml and params.yaml validates; the job and alert follow."""
+    root = tmp_path / "project"
+    shutil.copytree(monitored, root)
+    for file, old, new in [
+        ("deploy/overlays/prod/thresholds.yaml", 'driftShareMax: "0.1"', 'driftShareMax: "0.15"'),
+        ("params.yaml", "max_drift_share: 0.1 ", "max_drift_share: 0.15 "),
+    ]:
+        text = (root / file).read_text()
+        assert old in text
+        (root / file).write_text(text.replace(old, new, 1))
+    done = validate(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert drift_job(build(root, "overlays/prod"))[1]["--max-drift-share"] == "0.15"
+
+
+def test_champion_alias_is_written_once_outside_python() -> None:
+    """The alias pattern champion-<env> is one macro in includes/ for every rendered YAML (params.yaml, each
+    overlay's thresholds.yaml); Python has registry.CHAMPION_ALIAS, which `make validate` compares with."""
+    pattern = re.compile(r"champion-(\{\{|dev\b|staging\b|prod\b)")
+    prose_or_python = re.compile(r"\.(py|md)(\.jinja)?$|\.gz$")
+    files = [p for folder in ("includes", "template") for p in (REPO_ROOT / folder).rglob("*") if p.is_file()]
+    found = [str(p.relative_to(REPO_ROOT)) for p in files if not prose_or_python.search(p.name)]
+    found = sorted(name for name in found if pattern.search((REPO_ROOT / name).read_text()))
+    assert found == ["includes/monitoring.jinja"]
+        assert exprs["ModelDataDrift"].endswith(f"> {thresholds['spec']['driftShareMax']}")
+        assert exprs["ModelOutlierShareHigh"].endswith(f"> {thresholds['spec']['outlierShareMax']}")
+    assert not (root / "pipelines/monitoring.py").exists()

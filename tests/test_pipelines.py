@@ -55,11 +55,10 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return request.param, json.loads(done.stdout)
 
 
-def test_workflows_follow_the_answers(rendered: tuple[str, dict]) -> None:
-    """Every project has the training pipeline; the scheduled drift check comes with monitoring."""
-    name, result = rendered
-    monitoring = COMBINATIONS[name].get("enable_monitoring", True)
-    assert set(result["yaml"]) == ({"training", "monitoring"} if monitoring else {"training"})
+def test_training_is_the_only_workflow(rendered: tuple[str, dict]) -> None:
+    """The training pipeline is the only workflow: the scheduled drift check is each environment's CronJob."""
+    _, result = rendered
+    assert set(result["yaml"]) == {"training"}
 
 
 def test_matches_the_reviewed_snapshot(rendered: tuple[str, dict]) -> None:
@@ -78,7 +77,7 @@ def test_validates_against_the_crd_schemas(rendered: tuple[str, dict]) -> None:
     """Each workflow is valid for Argo's CRD schema of its kind, unknown fields refused."""
     _, result = rendered
     kinds = {yaml.safe_load(text)["kind"] for text in result["yaml"].values()}
-    assert kinds <= {"WorkflowTemplate", "CronWorkflow"}
+    assert kinds == {"WorkflowTemplate"}
     assert result["problems"] == {name: [] for name in result["yaml"]}
 
 

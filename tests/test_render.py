@@ -39,6 +39,7 @@ PACKAGE_MODULES = [
     "monitoring/streaming.py",
     "registry.py",
     "release/__init__.py",
+    "release/drift_job.py",
     "release/gates.py",
     "release/manifests.py",
     "release/pin.py",
@@ -80,8 +81,7 @@ SCHEMAS = {
         "serving.kserve.io/inferenceservice_v1beta1.json.gz", "serving.kserve.io/servingruntime_v1alpha1.json.gz",
     ],
     "monitoring": [
-        "argoproj.io/cronworkflow_v1alpha1.json.gz", "monitoring.coreos.com/podmonitor_v1.json.gz",
-        "monitoring.coreos.com/prometheusrule_v1.json.gz",
+        "monitoring.coreos.com/podmonitor_v1.json.gz", "monitoring.coreos.com/prometheusrule_v1.json.gz",
     ],
 }  # fmt: skip
 
@@ -109,8 +109,7 @@ def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
 
 def expected_files(package: str, serving_runtime: str = "kserve", enable_monitoring: bool = True) -> set[str]:
     """The exact file set of a rendered project (before the copy task adds data and git)."""
-    optional = {"pipelines/monitoring.py"} if enable_monitoring else set()
-    return optional | {
+    return {
         ".copier-answers.yml", ".dockerignore", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore",
         ".github/workflows/template-update.yml", ".github/workflows/ci.yml", ".github/workflows/train.yml",
         ".github/workflows/promote.yml", ".github/workflows/promotion-pr.yml", ".github/workflows/sync-aliases.yml",

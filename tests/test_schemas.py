@@ -55,7 +55,6 @@ def test_template_ships_compact_schemas_from_a_recorded_commit() -> None:
     assert set(shipped) == {
         "argoproj.io/applicationset_v1alpha1.json",
         "argoproj.io/appproject_v1alpha1.json",
-        "argoproj.io/cronworkflow_v1alpha1.json",
         "argoproj.io/workflowtemplate_v1alpha1.json",
         "bitnami.com/sealedsecret_v1alpha1.json",
         "external-secrets.io/externalsecret_v1.json",

@@ -18,6 +18,7 @@ TARGETS = {
     "promote-check": ["BASE", "BODY"],
     "promote-diff": ["ENV", "BODY"],
     "serve": ["ENV", "PORT"],
+    "monitor": ["REFERENCE"],
     "submit": ["REVISION"],
     "schemas": ["SCHEMAS_COMMIT"],
 }

@@ -83,13 +83,33 @@ def _add_pipeline(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
 
 
+def _share(text: str) -> float:
+    """A breach threshold given on the command line: a share from 0 up to, not including, 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a share such as 0.2") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 up to (not including) 1")
+    return value
+
+
 def _add_monitor(commands: argparse._SubParsersAction) -> None:
     monitor = commands.add_parser("monitor", help="data drift and outliers against a model's training data")
     checks = monitor.add_subparsers(dest="check", required=True, metavar="CHECK")
     for check, help_text in (("drift", "per-feature drift and drift share"), ("outliers", "share of outlier rows")):
         parser = checks.add_parser(check, help=help_text, description=help_text)
-        parser.add_argument("--reference", required=True, help="model version number, alias, or model folder")
-        parser.add_argument("--current", required=True, help="CSV or Parquet file of current rows (path or URL)")
+        parser.add_argument(
+            "--reference", help="model version number, alias, or model folder (default: monitor.reference)"
+        )
+        parser.add_argument(
+            "--current", help="CSV or Parquet file, or log folder, of current rows (default: serve.log_inputs)"
+        )
+        # The cluster's drift job passes its environment's threshold (deploy/overlays/<env>/thresholds.yaml).
+        share = "max_drift_share" if check == "drift" else "max_outlier_share"
+        parser.add_argument(
+            f"--{share.replace('_', '-')}", type=_share, help=f"breach above this share (default: monitor.{share})"
+        )
         _params_option(parser)
         parser.add_argument("--out", type=Path, help="report folder (default: monitor.reports in params.yaml)")
         parser.add_argument(
@@ -100,6 +120,10 @@ def _add_monitor(commands: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--if-present", action="store_true", help="succeed without measuring when there is no data or no model yet"
         )
+        if check == "drift":
+            parser.add_argument(
+                "--dispatch", action="store_true", help="on a breach, also send the result as `monitor dispatch` does"
+            )
     dispatch = checks.add_parser(
         "dispatch", help="send a drift result to GitHub as repository_dispatch (GITHUB_TOKEN, GITHUB_REPOSITORY)"
     )
@@ -186,17 +210,37 @@ def run_monitor(args: argparse.Namespace) -> str:
         return dispatch(args.result)
     from .monitoring.check import Request, run
 
+    params = load_params(args.params)
+    share = "max_drift_share" if args.check == "drift" else "max_outlier_share"
+    if getattr(args, share) is not None:
+        params = params.model_copy(update={"monitor": params.monitor.model_copy(update={share: getattr(args, share)})})
+    current = args.current or (str(params.root / params.serve.log_inputs) if params.serve.log_inputs else None)
+    if not current:
+        raise ParamsError("pass --current: serve.log_inputs in params.yaml is empty, so no logged inputs to default to")
     request = Request(
         check=args.check,
-        reference=args.reference,
-        current=args.current,
+        reference=args.reference or params.monitor.reference,
+        current=current,
         out=args.out,
         textfile=args.textfile,
         pushgateway=args.pushgateway,
         namespace=args.namespace,
         if_present=args.if_present,
     )
-    return run(load_params(args.params), request)
+    try:
+        return run(params, request)
+    except MonitorBreach as breach:
+        if not getattr(args, "dispatch", False):
+            raise
+        from .monitoring.report import dispatch
+
+        # The report the check just wrote, sent as `monitor dispatch --result` sends it.
+        result = (args.out or params.root / params.monitor.reports) / "drift.json"
+        try:
+            sent = dispatch(result)
+        except (ParamsError, SubmitError) as exc:
+            raise type(exc)(f"{breach}; the breach was not sent: {exc}") from None
+        raise MonitorBreach(f"{breach}; {sent}") from None
 
 
 def run_serve(args: argparse.Namespace) -> str:

@@ -154,10 +154,24 @@ class Monitor(_Section):
     # The drift job reads the inputs logged in this many hours before it runs (a folder of the server's log).
     window_hours: float = Field(default=24, gt=0)
     reports: Path = Path("reports/monitoring")
-    reference: str = "challenger"
-    current: str
-    schedule: str = "0 6 * * *"
-    pushgateway: str | None = None
+    # The default --reference of `monitor drift|outliers` (`make monitor`).
+    reference: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_keys(cls, data: Any) -> Any:
+        # The scheduled check on the cluster is the drift CronJob of each environment, which
+        # takes these from deploy/overlays/<env>/thresholds.yaml; an update conflict resolved
+        # by hand can bring them back here, where nothing would read them.
+        moved = {"current": "driftCurrent", "schedule": "driftSchedule", "pushgateway": "pushgateway"}
+        found = [key for key in moved if isinstance(data, dict) and key in data]
+        if found:
+            where = ", ".join(f"{key} -> {moved[key]}" for key in found)
+            raise ValueError(
+                f"{', '.join(found)} belong to the drift job of each environment now: set them in "
+                f"deploy/overlays/<env>/thresholds.yaml ({where}) and delete them under monitor"
+            )
+        return data
 
 
 class StepResources(_Section):
@@ -173,11 +187,21 @@ class Argo(_Section):
     mlflow_tracking_uri: str
     object_store_secret: str
     mlflow_secret: str
-    github_secret: str
-    github_repository: str
     retries: int = Field(default=3, ge=0)
     ttl_seconds: int = Field(default=86400, ge=0)
     resources: dict[str, StepResources]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drift_dispatch_keys(cls, data: Any) -> Any:
+        # They served the Argo drift workflow; the drift CronJob dispatches a breach itself.
+        found = [key for key in ("github_secret", "github_repository") if isinstance(data, dict) and key in data]
+        if found:
+            raise ValueError(
+                f"{' and '.join(found)} are no longer read (the drift CronJob of each environment sends breaches, "
+                "with the Secret <project>-github of its namespace): delete them under argo"
+            )
+        return data
 
     @model_validator(mode="after")
     def _has_default_resources(self) -> Argo:

@@ -13,6 +13,9 @@ import yaml
 from .config import Params
 
 UNKNOWN = "unknown"
+# The registry alias promotion keeps on the version an environment serves (`promote --sync`), and
+# which that environment's drift job compares with; deploy/ writes it from the same pattern.
+CHAMPION_ALIAS = "champion-{env}"
 # A git commit id as the pipeline records it and image tags carry it (hexadecimal, short or full).
 COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
 

@@ -16,6 +16,7 @@ import mlflow
 
 from .config import TIMEOUT_ENV, Params, server_timeout
 from .errors import NotInRegistry, ParamsError, SubmitError
+from .lineage import CHAMPION_ALIAS as CHAMPION_ALIAS  # promotion's alias per environment, read here too
 from .lineage import UNKNOWN
 
 # The server of the last `connect`, for the message when it stops answering mid-command.
@@ -167,9 +168,6 @@ def model_dir(params: Params, reference: str) -> Path:
             f"--reference {reference}: no such version or alias of {name} in the registry "
             f"({exc.message.splitlines()[0]})"
         ) from None
-
-
-CHAMPION_ALIAS = "champion-{env}"
 
 
 PLOTS = {"confusion matrix": "evaluation/confusion.csv", "ROC curve": "evaluation/roc.csv"}

@@ -217,7 +217,7 @@ def _parquet_batches(path: Any, contract: DataContract, batch_rows: int) -> Iter
             path = filesystem.open(inside, "rb")
         source = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist: point --current (monitor.current) at the logged inputs") from None
+        raise DataError(f"{path} does not exist: point --current at the logged inputs (serve.log_inputs)") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and others for a broken file
         raise DataError(f"{path} is not a readable parquet file: {exc}") from None
     by_name = {_normal_name(n): n for n in source.schema_arrow.names}
@@ -234,7 +234,7 @@ def _csv_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator
                 _require_columns(path, contract, [_normal_name(c) for c in frame.columns])
                 yield pa.RecordBatch.from_pandas(frame, preserve_index=False)
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist: point --current (monitor.current) at the logged inputs") from None
+        raise DataError(f"{path} does not exist: point --current at the logged inputs (serve.log_inputs)") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path} is not a readable csv file: {exc}") from None
 

@@ -15,6 +15,7 @@ import yaml
 
 from ..config import Params
 from ..errors import ManifestError, ParamsError
+from . import drift_job
 from . import schemas as crd_schemas
 
 SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
@@ -225,6 +226,9 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
         problems = validate_documents(docs, wrapper, params, folder, label)
         for problem in problems:
             found.setdefault(problem, []).append(target.name)
+        if target.parent == params.root / params.deploy.overlays and target.name in params.deploy.environments:
+            # The drift job against its alerts, the registry's alias and params.yaml.
+            failures += [f"{label}: {line}" for line in drift_job.check(docs, target.name, params)]
         lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
     # The Argo workflows `make render` wrote (pipelines/*.yaml): custom resources too.
     for rendered in sorted((params.root / "pipelines").glob("*.yaml")):
