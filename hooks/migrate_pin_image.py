@@ -14,14 +14,30 @@ in conflict) is named with what to do.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
 PARAMS = Path("params.yaml")
-COMMIT = re.compile(r"[0-9a-f]{7,40}")
+# The generated package's lineage.py, as this template ships it: the one definition of the
+# lineage annotations and of a commit id. It imports only the standard library and yaml.
+LINEAGE_SOURCE = Path(__file__).resolve().parents[1] / "template" / "src" / "{{package_name}}" / "lineage.py"
+
+
+def _load_lineage() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("template_lineage", LINEAGE_SOURCE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {LINEAGE_SOURCE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lineage = _load_lineage()
 
 
 class CannotMigrate(Exception):
@@ -39,8 +55,9 @@ def migrate(text: str, path: Path, image_name: str) -> str:
         return text
     if str(spec.get("image") or "none") != "none":
         return text
-    commit = str(((doc.get("metadata") or {}).get("annotations") or {}).get("model.mlops/git-commit") or "none")
-    if not COMMIT.fullmatch(commit):
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    commit = str(annotations.get(lineage.annotation(lineage.COMMIT_TAG)) or "none")
+    if not lineage.is_commit_id(commit):
         raise CannotMigrate(
             f"{path} pins version {spec['version']} without a git commit ({commit!r}), so no image matches it: "
             "promote a version trained from a commit"

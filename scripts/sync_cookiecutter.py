@@ -19,7 +19,12 @@ EXTENSIONS = ["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
 
 
 def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: spec for name, spec in config.items() if not name.startswith("_")}
+    """The questions a user answers: computed values (`when: false`) are never asked, so cookiecutter lists none."""
+    return {
+        name: spec
+        for name, spec in config.items()
+        if not name.startswith("_") and not (isinstance(spec, dict) and spec.get("when") is False)
+    }
 
 
 def to_cookiecutter_expression(source: str, names: set[str]) -> str:

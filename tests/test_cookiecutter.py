@@ -20,7 +20,8 @@ from .releases import TemplateClone
 from .test_update import contents
 
 COPIER = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
-QUESTIONS = {name: spec for name, spec in COPIER.items() if not name.startswith("_")}
+# Computed values (`when: false`) are never asked: cookiecutter has no prompt for them.
+QUESTIONS = {name: spec for name, spec in COPIER.items() if not name.startswith("_") and spec.get("when") is not False}
 CONTEXT = json.loads((REPO_ROOT / "cookiecutter.json").read_text())
 
 

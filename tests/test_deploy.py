@@ -243,6 +243,53 @@ def test_unpinned_overlays_run_nothing(project: tuple[Path, dict]) -> None:
             assert served["spec"]["replicas"] == 0
 
 
+# Where each workload kind holds its pod spec; a ServingRuntime has none (its containers run in the
+# InferenceService's pod).
+POD_SPEC = {"Deployment": "spec.template.spec", "CronJob": "spec.jobTemplate.spec.template.spec",
+            "InferenceService": "spec.predictor"}  # fmt: skip
+
+
+def at(doc: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        doc = doc[key]
+    return doc
+
+
+def test_every_pod_runs_as_the_image_user(project: tuple[Path, dict]) -> None:
+    """components/pod-security gives every workload of every overlay the one pod security context, whose user
+    is the Dockerfile's; no container picks a user of its own."""
+    root, answers = project
+    context = yaml.safe_load((root / "deploy/components/pod-security/pod-security.yaml").read_text())["spec"][
+        "securityContext"
+    ]
+    image_user = re.search(r"^ARG APP_UID=(\d+)$", (root / "Dockerfile").read_text(), re.MULTILINE)
+    assert image_user, "the Dockerfile names no APP_UID"
+    assert context["runAsUser"] == context["runAsGroup"] == context["fsGroup"] == int(image_user[1])
+    assert context["runAsNonRoot"] is True and context["seccompProfile"] == {"type": "RuntimeDefault"}
+    expected = {SERVING_KIND[answers["serving_runtime"]]} | ({"CronJob"} if answers["enable_monitoring"] else set())
+    for env in ENVIRONMENTS:
+        docs = build(root, f"overlays/{env}")
+        assert "PodSecurity" not in {doc["kind"] for doc in docs}
+        workloads = [doc for doc in docs if doc["kind"] in POD_SPEC]
+        assert {doc["kind"] for doc in workloads} == expected
+        for doc in workloads:
+            assert at(doc, POD_SPEC[doc["kind"]])["securityContext"] == context, (env, doc["kind"])
+        # Every object with containers is one of those workloads, or the runtime that KServe puts in one.
+        assert {doc["kind"] for doc in docs if _containers(doc)} <= set(POD_SPEC) | {"ServingRuntime"}
+        own_users = [set(c.get("securityContext", {})) & {"runAsUser", "runAsGroup", "runAsNonRoot"}
+                     for doc in docs for c in _containers(doc)]  # fmt: skip
+        assert own_users and not any(own_users)
+
+
+def _containers(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        own = node["containers"] if isinstance(node.get("containers"), list) else []
+        return own + [c for value in node.values() for c in _containers(value)]
+    if isinstance(node, list):
+        return [c for value in node for c in _containers(value)]
+    return []
+
+
 def test_alert_thresholds_follow_the_environment(project: tuple[Path, dict]) -> None:
     """With monitoring, each overlay's alerts read its own namespace and thresholds.yaml; without, none ship."""
     root, answers = project

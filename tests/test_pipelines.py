@@ -30,6 +30,7 @@ json.dump({{
     'yaml': rendered,
     'problems': {{name: validate_custom(yaml.safe_load(text), schemas) for name, text in rendered.items()}},
     'broken': validate_custom(broken, schemas),
+    'pod_security': yaml.safe_load(Path('deploy/components/pod-security/pod-security.yaml').read_text()),
 }}, sys.stdout)
 """
 
@@ -79,6 +80,15 @@ def test_validates_against_the_crd_schemas(rendered: tuple[str, dict]) -> None:
     kinds = {yaml.safe_load(text)["kind"] for text in result["yaml"].values()}
     assert kinds == {"WorkflowTemplate"}
     assert result["problems"] == {name: [] for name in result["yaml"]}
+
+
+def test_workflow_pods_run_as_the_serving_pods_do(rendered: tuple[str, dict]) -> None:
+    """Every workflow's pod security context is the one deploy/components/pod-security gives the serving pods."""
+    _, result = rendered
+    expected = result["pod_security"]["spec"]["securityContext"]
+    for name, text in result["yaml"].items():
+        spec = yaml.safe_load(text)["spec"]
+        assert spec.get("workflowSpec", spec)["securityContext"] == expected, name
 
 
 def test_schema_check_rejects_unknown_fields_and_wrong_types(rendered: tuple[str, dict]) -> None:

@@ -93,6 +93,7 @@ def deploy_files(serving_runtime: str, enable_monitoring: bool) -> set[str]:
         *(f"deploy/base/{name}" for name in ["kustomization.yaml", "serviceaccount.yaml", "externalsecret.yaml",
                                              "networkpolicy.yaml", *SERVING_FILES[serving_runtime]]),
         "deploy/components/pinned-model/kustomization.yaml",
+        *(f"deploy/components/pod-security/{name}" for name in ["kustomization.yaml", "pod-security.yaml"]),
         *(f"deploy/argocd/{name}" for name in ["kustomization.yaml", "appproject.yaml", "applicationset.yaml"]),
         *(f"deploy/overlays/{env}/{name}" for env in ENVIRONMENTS for name in ["kustomization.yaml", "model.yaml"]),
         # The custom-resource schemas of what the project renders (see test_schemas.py).

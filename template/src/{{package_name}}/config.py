@@ -228,7 +228,8 @@ class Serve(_Section):
     # Bigger batches get 413: one request must not hold the server for long.
     max_batch_rows: int = Field(default=1000, ge=1)
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    # No default here: params.yaml is the one place the port is written.
+    port: int = Field(ge=1, le=65535)
     log_inputs: Path | None = None
     # One log file per worker and window of this many minutes (monitoring/input_log.py).
     log_window_minutes: int = Field(default=60, ge=1, le=1440)
@@ -260,7 +261,7 @@ class Params(_Section):
     argo: Argo
     mlflow: Mlflow
     servers: Servers = Servers()
-    serve: Serve = Serve()
+    serve: Serve
     deploy: Deploy = Deploy()
 
     @model_validator(mode="after")

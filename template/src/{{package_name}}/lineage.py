@@ -1,4 +1,8 @@
-"""Where a model comes from: the git commit and the DVC hash of its data."""
+"""Where a model comes from: the git commit and the DVC hash of its data, and the names its lineage goes by.
+
+At run time this module imports only the standard library and yaml: the template's
+update migrations load it as a file of its own, without the package.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,33 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from .config import Params
+if TYPE_CHECKING:
+    from .config import Params
 
 UNKNOWN = "unknown"
 # The registry alias promotion keeps on the version an environment serves (`promote --sync`), and
 # which that environment's drift job compares with; deploy/ writes it from the same pattern.
 CHAMPION_ALIAS = "champion-{env}"
+# The lineage of a model version, defined once: the name MLflow keeps each value under -> the
+# annotation (ANNOTATION_PREFIX + name) a pin carries it in, which kustomize copies onto the served
+# objects. The MLflow names are tags of the training run and of the registered version, except
+# RUN_ID (the version's own run) and TEMPLATE_VERSION (the project's template when it was promoted).
+# Registries and pins already store both spellings: rename neither.
+COMMIT_TAG = "git_commit"
+RUN_ID = "run_id"
+DATA_HASH_TAG = "dvc_data_hash"
+TEMPLATE_VERSION = "template_version"
+LINEAGE = {
+    COMMIT_TAG: "git-commit",
+    RUN_ID: "mlflow-run",
+    DATA_HASH_TAG: "dvc-data-hash",
+    TEMPLATE_VERSION: "template-version",
+}
+ANNOTATION_PREFIX = "model.mlops/"
 # A git commit id as the pipeline records it and image tags carry it (hexadecimal, short or full).
 COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
 
@@ -70,11 +92,16 @@ def data_hash(params: Params) -> str:
 def lineage_tags(params: Params) -> dict[str, str]:
     """Tags recorded on the training run and on the registered model version."""
     return {
-        "git_commit": git_commit(params.root),
+        COMMIT_TAG: git_commit(params.root),
         "git_dirty": str(git_dirty(params.root)).lower(),
         "data_source": params.ingest.source,
-        "dvc_data_hash": data_hash(params),
+        DATA_HASH_TAG: data_hash(params),
     }
+
+
+def annotation(name: str) -> str:
+    """The pin annotation of a lineage value (`git_commit` -> `model.mlops/git-commit`)."""
+    return ANNOTATION_PREFIX + LINEAGE[name]
 
 
 def template_version(params: Params) -> str:

@@ -17,7 +17,7 @@ import mlflow
 from .config import TIMEOUT_ENV, Params, server_timeout
 from .errors import NotInRegistry, ParamsError, SubmitError
 from .lineage import CHAMPION_ALIAS as CHAMPION_ALIAS  # promotion's alias per environment, read here too
-from .lineage import UNKNOWN
+from .lineage import COMMIT_TAG, LINEAGE, RUN_ID, TEMPLATE_VERSION, UNKNOWN
 
 # The server of the last `connect`, for the message when it stops answering mid-command.
 _connected: dict[str, object] = {}
@@ -188,12 +188,9 @@ class Version:
     evaluation: dict[str, float]
 
     def lineage(self, template_version: str) -> dict[str, str]:
-        return {
-            "git-commit": self.tags.get("git_commit", UNKNOWN),
-            "mlflow-run": self.run_id,
-            "dvc-data-hash": self.tags.get("dvc_data_hash", UNKNOWN),
-            "template-version": template_version,
-        }
+        """Every lineage value of this version (lineage.LINEAGE), by its MLflow name."""
+        recorded = {**self.tags, RUN_ID: self.run_id, TEMPLATE_VERSION: template_version}
+        return {name: recorded.get(name, UNKNOWN) for name in LINEAGE}
 
 
 @dataclass
@@ -232,7 +229,7 @@ class Registry:
             found = [
                 v
                 for v in self.client.search_model_versions(f"name = '{model}'")
-                if (v.tags or {}).get("git_commit") == commit
+                if (v.tags or {}).get(COMMIT_TAG) == commit
             ]
             if found:
                 return str(max(int(v.version) for v in found))

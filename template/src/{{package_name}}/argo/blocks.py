@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hera.workflows import Artifact, Container, Env, Parameter, Resources, RetryStrategy, SecretEnv
 from hera.workflows import models as m
 
 from ..config import OVERRIDES_ENV, PACKAGE, Params
-from .dag import Step
+from ..errors import ParamsError
+from .dag import Step, slug
 
 WORKDIR = "/app"  # where the Dockerfile puts the project in the image
+# The one pod security context of the project (the image's user), beside the overlays: kustomize
+# copies it into every serving workload (components/pod-security), the workflows read it here.
+POD_SECURITY = Path("components/pod-security/pod-security.yaml")
 
 
 def artifact_name(path: str) -> str:
     """An Argo artifact name for a workspace path (`models/model` -> `models-model`)."""
-    return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
+    return slug(path)
 
 
 def _covers(out: str, dep: str) -> bool:
@@ -42,6 +46,21 @@ def workflow_parameters(params: Params) -> list[Parameter]:
     ]
 
 
+def pod_security_context(params: Params) -> m.PodSecurityContext:
+    """spec.securityContext of the project's PodSecurity document; ParamsError naming the file when it is unusable."""
+    path = params.root / params.deploy.overlays.parent / POD_SECURITY
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: restore it from git (the user of every pod is written there)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    context = ((doc or {}).get("spec") or {}).get("securityContext") if isinstance(doc, dict) else None
+    if not isinstance(context, dict) or not isinstance(context.get("runAsUser"), int):
+        raise ParamsError(f"{path} needs spec.securityContext with a numeric runAsUser (the image's user)")
+    return m.PodSecurityContext.model_validate(context)
+
+
 def workflow_settings(params: Params) -> dict[str, Any]:
     """Constructor arguments shared by every workflow of the project."""
     return {
@@ -50,8 +69,8 @@ def workflow_settings(params: Params) -> dict[str, Any]:
         "arguments": workflow_parameters(params),
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=params.argo.ttl_seconds),
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
-        # The image's user (Dockerfile), as in the serving pods.
-        "security_context": m.PodSecurityContext(run_as_non_root=True, run_as_user=10001, fs_group=10001),
+        # The image's user: the same pod security context as every serving pod.
+        "security_context": pod_security_context(params),
         "labels": {"app.kubernetes.io/part-of": params.mlflow.experiment},
     }
 

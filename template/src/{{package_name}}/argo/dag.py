@@ -25,9 +25,14 @@ class Step:
     upstream: tuple[str, ...]
 
 
+def slug(text: str) -> str:
+    """`text` as a name Argo and Kubernetes accept: lower case, each run of other characters one `-`, none at ends."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def task_name(address: str) -> str:
     """A Kubernetes-safe name for a DVC stage address (`data/raw.dvc` -> `data-raw`)."""
-    return re.sub(r"[^a-z0-9]+", "-", address.removesuffix(".dvc").lower()).strip("-")
+    return slug(address.removesuffix(".dvc"))
 
 
 def pipeline_steps(root: Path) -> list[Step]:

@@ -12,7 +12,7 @@ import yaml
 
 from ..config import Params
 from ..errors import ParamsError, PinMismatch
-from ..lineage import is_commit_id
+from ..lineage import ANNOTATION_PREFIX, COMMIT_TAG, LINEAGE, annotation, is_commit_id
 
 if TYPE_CHECKING:  # the registry imports MLflow; reading a pin must not
     from ..registry import Version
@@ -20,12 +20,9 @@ if TYPE_CHECKING:  # the registry imports MLflow; reading a pin must not
 PIN_KIND = "ModelPin"
 # What an unpinned environment's pin holds (kustomize copies it as it is; an empty value would become null).
 UNPINNED = "none"
-# Lineage annotations on the pin; kustomize copies them onto the served objects.
-LINEAGE_KEYS = ("git-commit", "mlflow-run", "dvc-data-hash", "template-version")
-ANNOTATION_PREFIX = "model.mlops/"
 # Why a version that scores worse than the champion was pinned on purpose (a rollback);
 # the PR review sees it, and `promote --check` accepts the worse score only with it.
-REASON_KEY = "allow-worse-reason"
+REASON_KEY = ANNOTATION_PREFIX + "allow-worse-reason"
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,7 @@ class Pin:
     model: str
     version: str
     storage_uri: str
+    # By MLflow name (lineage.LINEAGE); the file holds them as annotations.
     lineage: dict[str, str]
     # Whether the serving switch is on: `stopped: "false"` (KServe) or `replicas` > 0 (Deployment).
     serving: bool = False
@@ -82,16 +80,16 @@ def parse_pin(params: Params, text: str, path: Path | str) -> Pin:
         model=str(spec.get("model") or params.registry.model_name),
         version="" if str(spec.get("version") or UNPINNED) == UNPINNED else str(spec["version"]),
         storage_uri="" if str(spec.get("storageUri") or UNPINNED) == UNPINNED else str(spec["storageUri"]),
-        lineage={key: str(annotations.get(ANNOTATION_PREFIX + key, "")) for key in LINEAGE_KEYS},
+        lineage={name: str(annotations.get(annotation(name), "")) for name in LINEAGE},
         serving=serving,
-        reason=str(annotations.get(ANNOTATION_PREFIX + REASON_KEY) or ""),
+        reason=str(annotations.get(REASON_KEY) or ""),
         image="" if str(spec.get("image") or UNPINNED) == UNPINNED else str(spec["image"]),
     )
 
 
 def image_for(params: Params, version: Version, lineage: dict[str, str]) -> str:
     """The image that serves `version`; refused when the version records no commit, so no image can match it."""
-    commit = lineage["git-commit"]
+    commit = lineage[COMMIT_TAG]
     if not is_commit_id(commit):
         raise PinMismatch(
             f"{version.model} version {version.number} records no git commit ({commit!r}), so no image is built "
@@ -125,12 +123,12 @@ def pinned_text(text: str, version: Version, lineage: dict[str, str], reason: st
     if metadata.get("annotations") is None:
         metadata["annotations"] = {}
     annotations = metadata["annotations"]
-    for key, value in lineage.items():
-        annotations[ANNOTATION_PREFIX + key] = Quoted(value)
+    for name, value in lineage.items():
+        annotations[annotation(name)] = Quoted(value)
     if reason:
-        annotations[ANNOTATION_PREFIX + REASON_KEY] = Quoted(reason)
+        annotations[REASON_KEY] = Quoted(reason)
     else:
-        annotations.pop(ANNOTATION_PREFIX + REASON_KEY, None)
+        annotations.pop(REASON_KEY, None)
     out = io.StringIO()
     round_trip.dump(doc, out)
     return out.getvalue()

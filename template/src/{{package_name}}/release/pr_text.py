@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Bound, Params
-from ..lineage import UNKNOWN
+from ..lineage import COMMIT_TAG, DATA_HASH_TAG, RUN_ID, TEMPLATE_VERSION, UNKNOWN
 from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
 from .pin import pin_path
 
@@ -95,11 +95,11 @@ def pr_body(
         "",
         "| | |",
         "|---|---|",
-        f"| git commit | `{lineage['git-commit']}` (uncommitted changes: {tags.get('git_dirty', UNKNOWN)}) |",
-        f"| MLflow run | `{lineage['mlflow-run']}` |",
-        f"| data | `{tags.get('data_source', UNKNOWN)}`, DVC hash `{lineage['dvc-data-hash']}` |",
+        f"| git commit | `{lineage[COMMIT_TAG]}` (uncommitted changes: {tags.get('git_dirty', UNKNOWN)}) |",
+        f"| MLflow run | `{lineage[RUN_ID]}` |",
+        f"| data | `{tags.get('data_source', UNKNOWN)}`, DVC hash `{lineage[DATA_HASH_TAG]}` |",
         f"| estimator | `{tags.get('estimator', UNKNOWN)}` |",
-        f"| template version | `{lineage['template-version']}` |",
+        f"| template version | `{lineage[TEMPLATE_VERSION]}` |",
         f"| storage URI | `{challenger.storage_uri}` |",
         "",
         "### Plots",

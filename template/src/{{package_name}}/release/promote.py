@@ -16,11 +16,10 @@ from ..errors import (
     RulesChanged,
 )
 from ..files import read_json, write_atomic
-from ..lineage import UNKNOWN, is_commit_id, template_version
+from ..lineage import COMMIT_TAG, LINEAGE, TEMPLATE_VERSION, UNKNOWN, annotation, is_commit_id, template_version
 from ..registry import CHAMPION_ALIAS, Registry, open_registry
 from .gates import RULES, champion_of, check_env, gates, previous_pin, rules_at
 from .pin import (
-    ANNOTATION_PREFIX,
     Pin,
     git,
     image_for,
@@ -33,7 +32,7 @@ from .pin import (
 from .pr_text import metrics_table, pr_body, slices_table
 
 # Lineage a pin must agree on with the registry; the template version is the project's, not the model's.
-CHECKED_LINEAGE = ("git-commit", "mlflow-run", "dvc-data-hash")
+CHECKED_LINEAGE = tuple(name for name in LINEAGE if name != TEMPLATE_VERSION)
 
 
 def promote(
@@ -86,12 +85,12 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
         head.storage_uri != challenger.storage_uri
     )
     wrong += [
-        f"{ANNOTATION_PREFIX}{key} is {head.lineage[key]!r}, the registry has {expected[key]!r}"
-        for key in CHECKED_LINEAGE
-        if head.lineage[key] != expected[key]
+        f"{annotation(name)} is {head.lineage[name]!r}, the registry has {expected[name]!r}"
+        for name in CHECKED_LINEAGE
+        if head.lineage[name] != expected[name]
     ]
     wrong += ['serving is off (stopped "true" or replicas 0) while a version is pinned'] * (not head.serving)
-    image = pinned_image(params, expected["git-commit"])
+    image = pinned_image(params, expected[COMMIT_TAG])
     wrong += [f"image is {head.image!r}, the version was trained at {image!r}"] * (head.image != image)
     if wrong:
         raise PinMismatch(
