@@ -48,6 +48,7 @@ PACKAGE_MODULES = [
     "release/schemas.py",
     "sample_data.py",
     "serving/__init__.py",
+    "serving/fast_path.py",
     "serving/metrics.py",
     "serving/model.py",
     "serving/observer.py",

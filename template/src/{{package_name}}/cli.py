@@ -139,6 +139,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--model-name", help="name in the /v2/models/NAME URLs (default: $MODEL_NAME or registry name)")
     serve.add_argument("--host", help="address to listen on (default: serve.host in params.yaml)")
     serve.add_argument("--port", type=int, help="port (default: serve.port in params.yaml)")
+    serve.add_argument(
+        "--workers", type=int, help="processes serving (default: serve.workers in params.yaml; 0 there: one per CPU)"
+    )
 
 
 def _add_manifests(commands: argparse._SubParsersAction) -> None:
@@ -247,13 +250,17 @@ def run_serve(args: argparse.Namespace) -> str:
     from .serving import server as serve
 
     params = load_params(args.params)
+    if args.workers is not None and args.workers < 1:
+        raise ParamsError(f"--workers {args.workers}: give 1 or more processes, or leave it out for serve.workers")
     return serve.main(
         params,
+        args.params,
         env=args.env,
         model_uri=args.model_uri,
         model_name=args.model_name,
         host=args.host or params.serve.host,
         port=args.port or params.serve.port,
+        workers=args.workers,
     )
 
 

@@ -233,6 +233,10 @@ class Serve(_Section):
     log_inputs: Path | None = None
     # One log file per worker and window of this many minutes (monitoring/input_log.py).
     log_window_minutes: int = Field(default=60, ge=1, le=1440)
+    # Processes answering requests; 0: one per CPU the server may use (the container's CPU limit).
+    workers: int = Field(default=0, ge=0, le=64)
+    # Predict on numpy columns (serving/fast_path.py) when the model proves equal to pyfunc at start-up.
+    fast_path: bool = True
 
 
 class Deploy(_Section):

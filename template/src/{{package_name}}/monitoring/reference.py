@@ -63,7 +63,11 @@ class OutlierDetector:
         text = frame.select_dtypes(include=["object", "string"]).columns
         # scikit-learn's imputers expect NaN, not pandas' NA, for a missing category.
         frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), np.nan) for c in text})
-        flagged = self.forest.predict(frame) == -1
+        return (self.forest.predict(frame) == -1) | self.out_of_range(frame)
+
+    def out_of_range(self, frame: pd.DataFrame) -> np.ndarray:
+        """True for each row with a number beyond its training range and margin."""
+        flagged = np.zeros(len(frame), dtype=bool)
         for name, (low, high) in self.bounds.items():
             values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
             flagged |= (values < low) | (values > high)  # missing values compare False

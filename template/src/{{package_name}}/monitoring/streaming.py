@@ -222,7 +222,10 @@ def _parquet_batches(path: Any, contract: DataContract, batch_rows: int) -> Iter
         raise DataError(f"{path} is not a readable parquet file: {exc}") from None
     by_name = {_normal_name(n): n for n in source.schema_arrow.names}
     _require_columns(path, contract, by_name)
-    yield from source.iter_batches(batch_size=batch_rows, columns=[by_name[c] for c in contract.features])
+    # One reading thread: Arrow's column threads each keep their own buffers, and the peak then grows
+    # with the file's length (505 MiB against 365 MiB at 10M rows, for the same time).
+    columns = [by_name[c] for c in contract.features]
+    yield from source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 def _csv_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator[Any]:

@@ -1,9 +1,10 @@
 """Monitoring off the request path: predicted rows go to a bounded queue; one thread scores and logs them in batches.
 
-Scoring a row for outliers costs about as much as predicting it, and logging
-writes files: neither may delay an answer. The request only puts its rows on
-the queue (never waiting); a worker thread takes them in batches, where both
-cost little per row, counts outliers and appends the rows to the input log.
+Scoring rows for outliers and logging them cost time and hold the interpreter
+lock: neither may delay an answer. The request only puts its columns on the
+queue (never waiting); a worker thread wakes at most every batch_seconds and
+takes what gathered, as one DataFrame, where both cost little per row: it
+counts outliers and appends the rows to the input log.
 When the queue is full (the thread cannot keep up), rows are dropped and
 counted (`model_server_monitoring_dropped_rows_total`), never waited for. A
 clean stop drains the queue and closes the log, so no accepted row is lost.
@@ -15,9 +16,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..monitoring.input_log import InputLog
@@ -35,6 +37,7 @@ class Observer:
         on_dropped: Callable[[int], None],
         capacity: int = 10_000,
         batch_rows: int = 4096,
+        batch_seconds: float = 0.5,
         log_rows: int = 20_000,
         log_seconds: float = 30.0,
     ) -> None:
@@ -42,7 +45,9 @@ class Observer:
         self.on_outliers, self.on_dropped = on_outliers, on_dropped
         # Requests, not rows: each holds at most serve.max_batch_rows rows.
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
-        self.batch_rows, self.log_rows, self.log_seconds = batch_rows, log_rows, log_seconds
+        self.batch_rows, self.batch_seconds = batch_rows, batch_seconds
+        self.log_rows, self.log_seconds = log_rows, log_seconds
+        self._closing = threading.Event()
         self._pending: list[pd.DataFrame] = []
         self._pending_rows = 0
         self._last_flush = time.monotonic()
@@ -53,17 +58,21 @@ class Observer:
     def active(self) -> bool:
         return self.detector is not None or self.input_log is not None
 
-    def offer(self, frame: pd.DataFrame) -> None:
-        """Hand rows over without waiting; dropped (and counted) when the queue is full."""
+    def offer(self, columns: Mapping[str, np.ndarray], rows: int) -> None:
+        """Hand a request's columns over without waiting; dropped (and counted) when the queue is full.
+
+        The columns become a DataFrame on the monitoring thread, one per batch: pandas is no cost of a request.
+        """
         if not self.active:
             return
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait((columns, rows))
         except queue.Full:
-            self.on_dropped(len(frame))
+            self.on_dropped(rows)
 
     def close(self, timeout: float = 60.0) -> None:
         """Score and log everything queued, then close the log file (a clean stop loses nothing)."""
+        self._closing.set()
         self.queue.put(_STOP)
         self._thread.join(timeout)
 
@@ -75,27 +84,32 @@ class Observer:
             except queue.Empty:
                 self._flush_log(force=False)
                 continue
-            frames, rows = [], 0
+            if first is not _STOP:
+                # Let a batch gather in the queue: the work per batch holds the interpreter lock the
+                # requests need, so it should come seldom, not once per request.
+                self._closing.wait(self.batch_seconds)
+            requests, rows = [], 0
             item = first
             while True:
                 if item is _STOP:
                     stopping = True
                     break
-                frames.append(item)
-                rows += len(item)
+                requests.append(item[0])
+                rows += item[1]
                 if rows >= self.batch_rows:
                     break
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-            if frames:
-                self._observe(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+            if requests:
+                self._observe(_frame(requests))
         self._flush_log(force=True)
         if self.input_log is not None:
             self.input_log.close()
 
     def _observe(self, frame: pd.DataFrame) -> None:
+        """Count the batch's outliers and queue its rows for the log."""
         try:
             if self.detector is not None:
                 self.on_outliers(int(self.detector.flags(frame).sum()))
@@ -120,3 +134,10 @@ class Observer:
             self.input_log.write(frame)  # type: ignore[union-attr]
         except Exception:
             log.exception("writing %d input rows to the log failed", len(frame))
+
+
+def _frame(requests: list[Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """Requests' columns as one DataFrame, column by column."""
+    if len(requests) == 1:
+        return pd.DataFrame(requests[0])
+    return pd.DataFrame({name: np.concatenate([r[name] for r in requests]) for name in requests[0]})

@@ -185,11 +185,25 @@ def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
 
 
-@dataclass(frozen=True)
+@dataclass
 class InferRequest:
-    frame: pd.DataFrame
+    """A checked request: its columns as numpy arrays (float64 with NaN, or objects with None), in model order."""
+
+    columns: dict[str, np.ndarray]
     id: str | None
     binary_output: bool  # answer the output in the binary data extension
+    _frame: pd.DataFrame | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The columns as a DataFrame, built only when asked for (pyfunc needs it; the fast path does not)."""
+        if self._frame is None:
+            self._frame = pd.DataFrame(self.columns)
+        return self._frame
 
 
 def _wants_binary_output(payload: dict[str, Any]) -> bool:
@@ -210,7 +224,7 @@ def _wants_binary_output(payload: dict[str, Any]) -> bool:
 def parse_request(
     body: bytes, columns: list[InputColumn], max_rows: int, header_length: int | None = None
 ) -> InferRequest:
-    """A V2 inference request as a DataFrame in the model's column order; BadRequest if wrong.
+    """A V2 inference request as columns in the model's order; BadRequest if wrong.
 
     With `header_length` (the binary data extension), the first that many bytes are the JSON
     and the rest are the tensors whose inputs give a `binary_data_size`.
@@ -256,15 +270,13 @@ def parse_request(
         raise BadRequest("the request has no rows")
     if n_rows > max_rows:
         raise BadRequest(f"{n_rows} rows is over the limit of {max_rows} per request: split the batch", 413)
-    frame = {}
+    arrays = {}
     for column in columns:
         datatype, values = received[column.name]
         _check_column(column, datatype, values)
-        frame[column.name] = np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
+        arrays[column.name] = np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
     request_id = payload.get("id")
-    return InferRequest(
-        pd.DataFrame(frame), request_id if isinstance(request_id, str) else None, _wants_binary_output(payload)
-    )
+    return InferRequest(arrays, request_id if isinstance(request_id, str) else None, _wants_binary_output(payload))
 
 
 def encode_request(frame: pd.DataFrame) -> dict[str, Any]:

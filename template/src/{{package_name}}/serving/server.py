@@ -26,7 +26,8 @@ from starlette.routing import Route
 from ..config import Params
 from ..errors import DataError, ParamsError
 from ..monitoring.input_log import InputLog
-from ..monitoring.reference import OutlierDetector, load_reference
+from ..monitoring.reference import OutlierDetector, load_profile, load_reference
+from .fast_path import FastModel, check_rows, compile_detector, compile_model
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
 from .observer import Observer
@@ -35,6 +36,7 @@ from .protocol import (
     BYTES_PER_VALUE,
     OUTPUT_NAME,
     BadRequest,
+    InferRequest,
     InputColumn,
     binary_output,
     header_length,
@@ -64,8 +66,9 @@ class Endpoints:
         detector: OutlierDetector | None = None,
         log_inputs: Path | None = None,
         log_window_minutes: int = 60,
+        fast: FastModel | None = None,
     ) -> None:
-        self.model, self.name, self.version = model, name, version
+        self.model, self.name, self.version, self.fast = model, name, version, fast
         self.columns, self.max_rows = columns, max_rows
         self.metrics = make_metrics()
         self.metrics.info.labels(name, version, uri).set(1)
@@ -81,6 +84,7 @@ class Endpoints:
             "name": name,
             "versions": [version],
             "platform": "mlflow",
+            "parameters": {"predict_path": "fast" if fast else "pyfunc"},
             "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
         }
@@ -127,7 +131,7 @@ class Endpoints:
                 raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
             body = await read_body(request, self.max_body)
             parsed = parse_request(body, self.columns, self.max_rows, header_length(request))
-            predictions = np.asarray(self.model.predict(parsed.frame)).reshape(-1)
+            predictions = self._predictions(parsed)
         except BadRequest as exc:
             # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
             unread = exc.status in (413, 415)
@@ -141,8 +145,13 @@ class Endpoints:
             return JSONResponse({"error": "prediction failed; see the server log"}, 500)
         self.metrics.rows.labels(self.name).inc(len(predictions))
         # Outlier scoring and input logging happen on the monitoring thread, never before the answer.
-        self.observer.offer(parsed.frame)
+        self.observer.offer(parsed.columns, len(predictions))
         return self._answer(parsed.id, predictions, parsed.binary_output)
+
+    def _predictions(self, parsed: InferRequest) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.predict(parsed.columns)
+        return np.asarray(self.model.predict(parsed.frame)).reshape(-1)
 
     def _answer(self, request_id: str | None, predictions: np.ndarray, binary: bool) -> Response:
         datatype = output_datatype(predictions)
@@ -190,6 +199,7 @@ def create_app(
     detector: OutlierDetector | None = None,
     log_inputs: Path | None = None,
     log_window_minutes: int = 60,
+    fast: FastModel | None = None,
 ) -> Starlette:
     """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
 
@@ -197,7 +207,7 @@ def create_app(
     `log_inputs`, every predicted row is logged to that folder (monitoring/input_log.py), the
     drift check's input. Both happen off the request path; stopping the app drains them.
     """
-    endpoints = Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs, log_window_minutes)
+    endpoints = Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs, log_window_minutes, fast)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -210,7 +220,7 @@ def create_app(
 
 
 def build_app(params: Params, served: ServedModel) -> Starlette:
-    """Load the model once and wrap it in the V2 app."""
+    """Load the model once, choose its predict path, and wrap it in the V2 app."""
     import mlflow
 
     from ..registry import download, lost
@@ -229,6 +239,8 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
         _, detector = load_reference(local)
     except DataError:
         log.warning("%s has no outlier detector: outliers are not counted", served.uri)
+    fast, detector, path = fast_paths(params, model, local, columns, detector)
+    print(f"serve (worker {os.getpid()}): predicting with {path}", flush=True)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
     return create_app(
         model,
@@ -240,16 +252,94 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
         detector,
         log_inputs,
         params.serve.log_window_minutes,
+        fast,
     )
 
 
-def main(params: Params, env: str | None, model_uri: str | None, model_name: str | None, host: str, port: int) -> str:
+def fast_paths(
+    params: Params, model: Any, local: Path, columns: list[InputColumn], detector: OutlierDetector | None
+) -> tuple[FastModel | None, Any, str]:
+    """The fast predict path and outlier detector where serve.fast_path allows them and they prove equal
+    to the model's own on the check rows; and what serves, in one line."""
+    if not params.serve.fast_path:
+        return None, detector, "pyfunc (serve.fast_path is off)"
+    try:
+        profile = load_profile(local)
+    except DataError:
+        profile = None
+    try:
+        example = model.input_example
+    except Exception:  # an example that does not load only leaves fewer check rows
+        example = None
+    rows = check_rows(profile, example)
+    numeric = {c.name for c in columns if c.numeric}
+    fast, path = compile_model(model, rows, numeric)
+    if detector is not None and fast is not None:
+        detector, scoring = compile_detector(detector, rows, numeric)
+        path = f"{path}; {scoring}"
+    return fast, detector, path
+
+
+def available_cpus() -> int:
+    """The CPUs this server may use: the container's CPU limit (cgroup v2 cpu.max) when it has one, else affinity."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            return max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0))
+
+
+# What a worker process reads to build the same app as the others (uvicorn starts workers afresh).
+PARAMS_FILE_ENV = "MODEL_SERVER_PARAMS"
+
+
+def worker_app() -> Starlette:
+    """One worker's app under `uvicorn --workers`: the model the parent resolved, passed in the environment."""
+    from ..config import load_params
+
+    served = ServedModel(os.environ["MODEL_URI"], os.environ["MODEL_NAME"], os.environ["MODEL_VERSION"])
+    return build_app(load_params(Path(os.environ[PARAMS_FILE_ENV])), served)
+
+
+def main(
+    params: Params,
+    params_file: Path,
+    env: str | None,
+    model_uri: str | None,
+    model_name: str | None,
+    host: str,
+    port: int,
+    workers: int | None = None,
+) -> str:
+    import tempfile
+
     import uvicorn
 
+    from ..config import PACKAGE
+
     served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
-    app = build_app(params, served)
-    print(f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2", flush=True)
-    # One process: the cluster scales by replicas (HPA or KServe), each with its own CPU.
+    workers = workers or params.serve.workers or available_cpus()
+    print(
+        f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2, "
+        f"{workers} worker(s)",
+        flush=True,
+    )
     # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    options: dict[str, Any] = dict(host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    if workers == 1:
+        uvicorn.run(build_app(params, served), **options)
+        return f"stopped serving {served.name} version {served.version}"
+    # Several processes, each with the model and its own monitoring thread; their metrics are summed
+    # through files in one folder (prometheus_client's multiprocess mode), removed when the server stops.
+    with tempfile.TemporaryDirectory(prefix="model-server-metrics-") as metrics:
+        os.environ.update(
+            PROMETHEUS_MULTIPROC_DIR=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or metrics,
+            MODEL_URI=served.uri,
+            MODEL_NAME=served.name,
+            MODEL_VERSION=served.version,
+            **{PARAMS_FILE_ENV: str(Path(params_file).resolve())},
+        )
+        uvicorn.run(f"{PACKAGE}.serving.server:worker_app", factory=True, workers=workers, **options)
     return f"stopped serving {served.name} version {served.version}"

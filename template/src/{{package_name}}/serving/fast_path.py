@@ -1,0 +1,370 @@
+"""The fast predict path: the fitted pipeline run on numpy columns, its trees by Treelite, proven equal at start-up.
+
+Through mlflow.pyfunc, a one-row prediction of the default model costs several
+milliseconds, nearly all of it pandas and the ColumnTransformer's bookkeeping;
+the trees themselves take microseconds. Here the fitted preprocessing is
+replayed with the learned statistics (imputed values, scaling, one-hot
+categories) on the request's numpy columns, with the same arithmetic in the
+same order, and the trees are evaluated by Treelite's GTIL (imported from the
+fitted scikit-learn estimator, so nothing new is stored with the model).
+
+Only what is recognised takes this path: the project's ColumnTransformer of
+SimpleImputer / StandardScaler / OneHotEncoder steps, then a tree ensemble
+Treelite imports or a logistic regression. Anything else, or any disagreement
+with the model's own predict_proba on the start-up check rows, keeps the
+server on mlflow.pyfunc and says why.
+
+The outlier detector (an IsolationForest on the same preprocessing) takes the
+same path on the monitoring thread: scored in C, it no longer holds the
+interpreter lock for milliseconds that the requests then wait for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+# Probabilities may differ from scikit-learn's in the last bits (trees summed in another order).
+PROBABILITY_TOLERANCE = 1e-6
+CHECK_ROWS = 512
+UNSEEN = "(a category never seen in training)"
+
+Columns = Mapping[str, np.ndarray]
+
+
+class NoFastPath(Exception):
+    """The model has a part this path does not replay; the message names it."""
+
+
+# --- preprocessing ------------------------------------------------------------
+
+
+def _is_missing(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
+
+
+def _imputer(step: Any) -> Callable[[np.ndarray], np.ndarray]:
+    if getattr(step, "add_indicator", False):
+        raise NoFastPath("SimpleImputer(add_indicator=True)")
+    missing = step.missing_values
+    if not (missing is None or (isinstance(missing, float) and missing != missing)):
+        raise NoFastPath(f"SimpleImputer(missing_values={missing!r})")
+    fill = step.statistics_
+
+    def impute(block: np.ndarray) -> np.ndarray:
+        out = block.copy()
+        for j in range(out.shape[1]):
+            gaps = _is_missing(out[:, j])
+            if gaps.any():
+                out[gaps, j] = fill[j]
+        return out
+
+    return impute
+
+
+def _scaler(step: Any) -> Callable[[np.ndarray], np.ndarray]:
+    mean = step.mean_ if step.with_mean else None
+    scale = step.scale_ if step.with_std else None
+
+    def scaled(block: np.ndarray) -> np.ndarray:
+        # StandardScaler.transform's order: subtract, then divide, in float64.
+        out = block.astype(np.float64, copy=True)
+        if mean is not None:
+            out -= mean
+        if scale is not None:
+            out /= scale
+        return out
+
+    return scaled
+
+
+def _one_hot(step: Any) -> Callable[[np.ndarray], np.ndarray]:
+    if step.drop is not None or getattr(step, "_infrequent_enabled", False):
+        raise NoFastPath("OneHotEncoder with drop or infrequent categories")
+    if step.handle_unknown not in ("ignore", "infrequent_if_exist"):
+        # 'error' answers a 5xx for an unseen category through pyfunc; the same refusal is not replayed here.
+        raise NoFastPath(f"OneHotEncoder(handle_unknown={step.handle_unknown!r})")
+    lookups = [{value: i for i, value in enumerate(categories.tolist())} for categories in step.categories_]
+    widths = [len(c) for c in step.categories_]
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+
+    def encoded(block: np.ndarray) -> np.ndarray:
+        out = np.zeros((block.shape[0], int(offsets[-1])), dtype=np.float64)
+        for j, lookup in enumerate(lookups):
+            for row, value in enumerate(block[:, j].tolist()):
+                index = lookup.get(value)
+                if index is not None:  # unseen: all zeros, as handle_unknown="ignore" does
+                    out[row, offsets[j] + index] = 1.0
+        return out
+
+    return encoded
+
+
+STEPS: dict[str, Callable[[Any], Callable[[np.ndarray], np.ndarray]]] = {
+    "SimpleImputer": _imputer,
+    "StandardScaler": _scaler,
+    "OneHotEncoder": _one_hot,
+}
+
+
+def _chain(transformer: Any) -> tuple[list[Callable[[np.ndarray], np.ndarray]], bool]:
+    """The replayed steps of one transformer, and whether its input columns are numbers (no encoder in it)."""
+    steps = [s for _, s in transformer.steps] if hasattr(transformer, "steps") else [transformer]
+    chain, numeric = [], True
+    for step in steps:
+        if isinstance(step, str) or step is None:  # "passthrough"
+            continue
+        kind = type(step).__name__
+        if kind not in STEPS:
+            raise NoFastPath(f"preprocessing step {kind}")
+        numeric = numeric and kind != "OneHotEncoder"
+        chain.append(STEPS[kind](step))
+    return chain, numeric
+
+
+@dataclass(frozen=True)
+class _Block:
+    columns: list[str]
+    numeric: bool
+    chain: list[Callable[[np.ndarray], np.ndarray]]
+
+
+def _blocks(preprocessor: Any) -> list[_Block]:
+    if type(preprocessor).__name__ != "ColumnTransformer":
+        raise NoFastPath(f"first step {type(preprocessor).__name__} (a ColumnTransformer is replayed)")
+    blocks = []
+    for name, transformer, columns in preprocessor.transformers_:
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        if not isinstance(columns, list | tuple) or not all(isinstance(c, str) for c in columns):
+            raise NoFastPath(f"transformer {name!r} selects columns by position or by a callable")
+        chain, numeric = _chain(transformer)
+        blocks.append(_Block(list(columns), numeric, chain))
+    return blocks
+
+
+# --- estimators ----------------------------------------------------------------
+
+
+def _tree_scores(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """What Treelite's GTIL computes for the imported estimator, one row per input row."""
+    try:
+        import treelite
+        import treelite.gtil
+        import treelite.sklearn
+    except ImportError as exc:
+        raise NoFastPath(f"treelite is not installed ({exc})") from None
+    try:
+        model = treelite.sklearn.import_model(estimator)
+    except Exception as exc:  # Treelite raises its own errors for the estimators it does not know
+        raise NoFastPath(f"Treelite cannot import {type(estimator).__name__}: {exc}") from None
+
+    # scikit-learn's own trees (forests, gradient boosting, isolation forests) compare float32 inputs with
+    # their thresholds; rounding to float32 first takes every split the same way. Histogram gradient
+    # boosting compares float64.
+    rounded = type(estimator).__name__ != "HistGradientBoostingClassifier"
+
+    def scores(features: np.ndarray) -> np.ndarray:
+        if rounded:
+            features = features.astype(np.float32).astype(np.float64)
+        # One thread: the server's workers are the parallelism.
+        out = treelite.gtil.predict(model, features, nthread=1)
+        return out.reshape(len(features), -1)
+
+    return scores
+
+
+def _linear_probabilities(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    if len(estimator.classes_) != 2:
+        raise NoFastPath("LogisticRegression with more than two classes")
+    coef, intercept = estimator.coef_.ravel(), float(estimator.intercept_[0])
+
+    def probabilities(features: np.ndarray) -> np.ndarray:
+        margin = features @ coef + intercept
+        return (1.0 / (1.0 + np.exp(-margin))).reshape(-1, 1)
+
+    return probabilities
+
+
+ESTIMATORS = {
+    "HistGradientBoostingClassifier": _tree_scores,
+    "RandomForestClassifier": _tree_scores,
+    "ExtraTreesClassifier": _tree_scores,
+    "GradientBoostingClassifier": _tree_scores,
+    "LogisticRegression": _linear_probabilities,
+}
+
+
+# --- the compiled model ---------------------------------------------------------
+
+
+def _two_steps(pipeline: Any) -> tuple[Any, Any]:
+    steps = getattr(pipeline, "steps", None)
+    if not steps or len(steps) != 2:
+        raise NoFastPath(f"{type(pipeline).__name__} is not a two-step Pipeline (preprocessing, estimator)")
+    return steps[0][1], steps[1][1]
+
+
+class _Features:
+    """The fitted preprocessing replayed on numpy columns."""
+
+    def __init__(self, preprocessor: Any, estimator: Any) -> None:
+        self.blocks = _blocks(preprocessor)
+        self.width = int(getattr(estimator, "n_features_in_", 0))
+
+    def features(self, columns: Columns) -> np.ndarray:
+        parts = []
+        for block in self.blocks:
+            if block.numeric:
+                values = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in block.columns])
+            else:
+                values = np.column_stack([np.asarray(columns[c], dtype=object) for c in block.columns])
+            for step in block.chain:
+                values = step(values)
+            parts.append(np.asarray(values, dtype=np.float64))
+        features = np.hstack(parts) if len(parts) > 1 else parts[0]
+        if self.width and features.shape[1] != self.width:
+            raise NoFastPath(f"the preprocessing gives {features.shape[1]} features, the estimator takes {self.width}")
+        return np.ascontiguousarray(features)
+
+
+class FastModel(_Features):
+    """predict / predict_proba on the request's columns (name -> numpy array), without pandas."""
+
+    def __init__(self, pipeline: Any) -> None:
+        preprocessor, estimator = _two_steps(pipeline)
+        super().__init__(preprocessor, estimator)
+        kind = type(estimator).__name__
+        if kind not in ESTIMATORS:
+            raise NoFastPath(f"estimator {kind}")
+        self.classes = np.asarray(estimator.classes_)
+        self.estimator = kind
+        self._probabilities = ESTIMATORS[kind](estimator)
+
+    def predict_proba(self, columns: Columns) -> np.ndarray:
+        scores = self._probabilities(self.features(columns))
+        if scores.shape[1] == 1:  # binary: the positive class's probability, as scikit-learn stacks it
+            scores = np.hstack([1.0 - scores, scores])
+        return scores
+
+    def predict(self, columns: Columns) -> np.ndarray:
+        return self.classes.take(np.argmax(self.predict_proba(columns), axis=1))
+
+
+class FastDetector(_Features):
+    """The outlier detector's flags (monitoring/reference.py OutlierDetector) with its forest scored by Treelite."""
+
+    def __init__(self, detector: Any, numeric: set[str]) -> None:
+        preprocessor, forest = _two_steps(detector.forest)
+        if type(forest).__name__ != "IsolationForest":
+            raise NoFastPath(f"outlier estimator {type(forest).__name__}")
+        super().__init__(preprocessor, forest)
+        self.detector, self.numeric = detector, numeric
+        self.offset = float(forest.offset_)
+        self._scores = _tree_scores(forest)
+
+    def flags(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = frame_columns(frame, list(frame.columns), self.numeric)
+        # Treelite gives the anomaly score with the sign scikit-learn's score_samples drops; below the
+        # fitted offset is an outlier, as IsolationForest.predict decides.
+        score = -self._scores(self.features(columns)).reshape(-1)
+        return ((score - self.offset) < 0) | self.detector.out_of_range(frame)
+
+
+def compile_detector(detector: Any, frame: pd.DataFrame, numeric: set[str]) -> tuple[Any, str]:
+    """The detector with the fast path when it flags the check rows as the detector does; else the detector."""
+    try:
+        fast = FastDetector(detector, numeric)
+        expected, got = detector.flags(frame), fast.flags(frame)
+    except NoFastPath as exc:
+        return detector, f"outliers scored by scikit-learn (the fast path does not replay {exc})"
+    except Exception as exc:  # anything unexpected keeps the detector as it is
+        log.exception("checking the detector's fast path failed")
+        return detector, f"outliers scored by scikit-learn (checking the fast path failed: {exc})"
+    if not np.array_equal(expected, got):
+        differ = int(np.sum(expected != got))
+        return detector, f"outliers scored by scikit-learn (the fast path flags {differ} check rows differently)"
+    return fast, f"outliers scored by the fast path, equal on {len(frame)} check rows"
+
+
+def check_rows(profile: dict[str, Any] | None, example: pd.DataFrame | None, rows: int = CHECK_ROWS) -> pd.DataFrame:
+    """Rows to compare both paths on: the logged input example, and rows drawn from the training profile with
+    values at every quantile, each known category, an unseen one and gaps."""
+    frames = [] if example is None else [example]
+    if profile:
+        rng = np.random.default_rng(0)
+        drawn: dict[str, Any] = {}
+        for name, spec in profile["features"].items():
+            if spec["kind"] == "numeric":
+                values = rng.choice(np.asarray(spec["quantiles"], dtype=float), size=rows)
+                values[rng.random(rows) < 0.05] = np.nan
+                drawn[name] = values
+            else:
+                known = [c for c in spec["frequencies"] if not c.startswith("(")]
+                values = rng.choice(np.asarray([*known, UNSEEN], dtype=object), size=rows)
+                values[rng.random(rows) < 0.05] = None
+                drawn[name] = values
+        frames.append(pd.DataFrame(drawn))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def frame_columns(frame: pd.DataFrame, names: list[str], numeric: set[str]) -> dict[str, np.ndarray]:
+    """A DataFrame as the columns a parsed request carries (float64 with NaN, or objects with None)."""
+    out = {}
+    for name in names:
+        column = frame[name]
+        if name in numeric:
+            out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[name] = np.array([None if pd.isna(v) else str(v) for v in column.tolist()], dtype=object)
+    return out
+
+
+def disagreement(fast: FastModel, pipeline: Any, pyfunc: Any, frame: pd.DataFrame, numeric: set[str]) -> str | None:
+    """None when the fast path gives pyfunc's classes and the pipeline's probabilities on `frame`; else why not."""
+    columns = frame_columns(frame, list(frame.columns), numeric)
+    expected_proba = pipeline.predict_proba(frame)
+    got_proba = fast.predict_proba(columns)
+    gap = float(np.max(np.abs(expected_proba - got_proba))) if len(frame) else 0.0
+    if gap > PROBABILITY_TOLERANCE:
+        return f"probabilities differ by up to {gap:.2e} on {len(frame)} check rows"
+    expected = np.asarray(pyfunc.predict(frame)).reshape(-1)
+    got = fast.predict(columns)
+    if not np.array_equal(expected, got):
+        return f"classes differ on {int(np.sum(expected != got))} of {len(frame)} check rows"
+    return None
+
+
+def compile_model(pyfunc: Any, frame: pd.DataFrame, numeric: set[str]) -> tuple[FastModel | None, str]:
+    """The fast path for a loaded pyfunc model, or None; and one line saying which path serves and why.
+
+    `frame` holds the check rows (check_rows) both paths must agree on.
+    """
+    try:
+        pipeline = pyfunc.get_raw_model()
+    except Exception as exc:  # a pyfunc flavour without a raw model (custom python models)
+        return None, f"pyfunc (no scikit-learn model behind it: {exc})"
+    try:
+        fast = FastModel(pipeline)
+        if frame.empty:
+            return None, "pyfunc (no rows to check the fast path against: the model has no profile nor example)"
+        problem = disagreement(fast, pipeline, pyfunc, frame, numeric)
+    except NoFastPath as exc:
+        return None, f"pyfunc (the fast path does not replay {exc})"
+    except Exception as exc:  # anything unexpected in the check keeps the proven path
+        log.exception("checking the fast path failed")
+        return None, f"pyfunc (checking the fast path failed: {exc})"
+    if problem:
+        return None, f"pyfunc (the fast path disagrees: {problem})"
+    return fast, f"fast path (numpy preprocessing + {fast.estimator}), equal to pyfunc on {len(frame)} check rows"
