@@ -321,11 +321,8 @@ def main(
 
     served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
     workers = workers or params.serve.workers or available_cpus()
-    print(
-        f"serve: {served.name} version {served.version} ({served.uri}) on http://{host}:{port}/v2, "
-        f"{workers} worker(s)",
-        flush=True,
-    )
+    where = f"http://{host}:{port}/v2"
+    print(f"serve: {served.name} version {served.version} ({served.uri}) on {where}, {workers} worker(s)", flush=True)
     # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
     options: dict[str, Any] = dict(host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
     if workers == 1:
