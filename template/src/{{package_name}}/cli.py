@@ -21,6 +21,7 @@ from .errors import (
     RulesChanged,
     SkipsEnvironment,
     SubmitError,
+    TaskFailed,
     WorseThanChampion,
 )
 from .stages import STAGES
@@ -43,6 +44,7 @@ EXIT_WORSE_THAN_CHAMPION = 10  # it scores worse than the pinned model, and no -
 EXIT_SKIPS_ENVIRONMENT = 11  # it is not pinned in the previous environment (dev -> staging -> prod)
 EXIT_PIN_MISMATCH = 12  # a pin file disagrees with the registry (edited by hand)
 EXIT_RULES_CHANGED = 13  # a pull request changes the promotion rules in params.yaml and a pin together
+EXIT_TASK_FAILED = 14  # `pipeline run-local`: a task of the workflow failed or left a declared output unwritten
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -57,6 +59,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     SkipsEnvironment: EXIT_SKIPS_ENVIRONMENT,
     PinMismatch: EXIT_PIN_MISMATCH,
     RulesChanged: EXIT_RULES_CHANGED,
+    TaskFailed: EXIT_TASK_FAILED,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
 MANIFESTS_HELP = (
@@ -81,6 +84,18 @@ def _add_pipeline(commands: argparse._SubParsersAction) -> None:
     )
     submit.add_argument("--revision", help="git commit to run (image tag); default: HEAD")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    _add_run_local(actions)
+
+
+def _add_run_local(actions: argparse._SubParsersAction) -> None:
+    help_text = "run a rendered workflow (pipelines/NAME.yaml) task by task on this machine, to debug and test it"
+    run = actions.add_parser("run-local", help=help_text, description=help_text)
+    run.add_argument("--workflow", default="training", help="NAME of pipelines/NAME.yaml (default: %(default)s)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    run.add_argument(
+        "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE", help="a workflow parameter"
+    )
+    run.add_argument("--workdir", type=Path, help="new folder for the tasks' workspaces and logs (default: a temp one)")
 
 
 def _share(text: str) -> float:
@@ -201,6 +216,10 @@ def run_pipeline(args: argparse.Namespace) -> str:
         from .argo.render import render_command
 
         return render_command(Path.cwd(), args.out, args.check)
+    if args.action == "run-local":
+        from .argo.run_local import run_local
+
+        return run_local(Path.cwd(), args.workflow, args.set, args.parameter, args.workdir)
     from .argo.submit import submit_training
 
     return submit_training(Path.cwd(), args.revision, args.set)

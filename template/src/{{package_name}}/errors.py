@@ -55,3 +55,7 @@ class PinMismatch(PromotionRefused):
 
 class RulesChanged(PromotionRefused):
     """A pull request changes the promotion rules (criteria, environments) together with a pin."""
+
+
+class TaskFailed(RuntimeError):
+    """A task of a workflow run on this machine (`pipeline run-local`) failed; the message names it and why."""
