@@ -436,3 +436,28 @@ def test_champion_alias_is_written_once_outside_python() -> None:
     found = [str(p.relative_to(REPO_ROOT)) for p in files if not prose_or_python.search(p.name)]
     found = sorted(name for name in found if pattern.search((REPO_ROOT / name).read_text()))
     assert found == ["includes/monitoring.jinja"]
+
+
+def test_server_cpus_match_its_workers(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """Each overlay gives the server whole CPUs with the request equal to the limit (one worker per CPU), and
+    `make validate` fails, naming the overlay, when a request drifts below its limit."""
+    root, answers = project
+    for env in ("dev", "staging", "prod"):
+        server = find(build(root, f"overlays/{env}"), SERVING_KIND[answers["serving_runtime"]])
+        resources = (
+            server["spec"]["template"]["spec"]["containers"][0]["resources"]
+            if server["kind"] == "Deployment"
+            else server["spec"]["predictor"]["model"]["resources"]
+        )
+        assert resources["requests"]["cpu"] == resources["limits"]["cpu"] and resources["limits"]["cpu"].isdigit()
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    overlay = copy / "deploy/overlays/prod/kustomization.yaml"
+    text = overlay.read_text()
+    assert 'requests: {cpu: "2"' in text
+    overlay.write_text(text.replace('requests: {cpu: "2"', 'requests: {cpu: "500m"', 1))
+    done = validate(copy)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert "overlays/prod: the model server's CPU request 500m and limit 2 must be the same whole number" in (
+        done.stderr
+    )

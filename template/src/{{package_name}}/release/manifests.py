@@ -208,6 +208,44 @@ def refresh_schemas(params: Params, commit: str, source: str | None, add: list[s
     return f"{len(written)} schemas in {folder} from {crd_schemas.CATALOG_URL} at {commit}:\n  " + "\n  ".join(written)
 
 
+def cpus(quantity: Any) -> float:
+    """A Kubernetes CPU quantity ("500m", "2", 1.5) in CPUs."""
+    text = str(quantity).strip()
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def server_resources(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The model server container's resources in one built target (Deployment or InferenceService)."""
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "Deployment":
+            containers = spec.get("template", {}).get("spec", {}).get("containers") or [{}]
+            return containers[0].get("resources") or {}
+        if doc.get("kind") == "InferenceService":
+            return spec.get("predictor", {}).get("model", {}).get("resources") or {}
+    return None
+
+
+def server_cpu_problems(docs: list[dict[str, Any]], params: Params) -> list[str]:
+    """The server's worker count against its CPUs: what runs is what the pod gets and the autoscaler measures."""
+    resources = server_resources(docs)
+    if resources is None:
+        return []
+    request = (resources.get("requests") or {}).get("cpu")
+    limit = (resources.get("limits") or {}).get("cpu")
+    if request is None or limit is None:
+        return ["the model server needs a CPU request and limit: it runs one worker per CPU of the limit"]
+    workers = params.serve.workers
+    if workers == 0 and (cpus(request) != cpus(limit) or cpus(limit) != int(cpus(limit))):
+        return [
+            f"the model server's CPU request {request} and limit {limit} must be the same whole number of CPUs: "
+            "with serve.workers 0 it runs one worker per CPU of the limit, and the autoscaler measures the request"
+        ]
+    if workers and cpus(request) < workers:
+        return [f"serve.workers is {workers} but the model server requests {request} CPU: request {workers}"]
+    return []
+
+
 def validate(params: Params, schemas: Path | None = None) -> list[str]:
     """Build and validate every target; one summary line per target, ManifestError listing every problem.
 
@@ -229,6 +267,7 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
         if target.parent == params.root / params.deploy.overlays and target.name in params.deploy.environments:
             # The drift job against its alerts, the registry's alias and params.yaml.
             failures += [f"{label}: {line}" for line in drift_job.check(docs, target.name, params)]
+            failures += [f"{label}: {line}" for line in server_cpu_problems(docs, params)]
         lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
     # The Argo workflows `make render` wrote (pipelines/*.yaml): custom resources too.
     for rendered in sorted((params.root / "pipelines").glob("*.yaml")):
