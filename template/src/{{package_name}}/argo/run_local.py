@@ -208,8 +208,12 @@ def prepare_store(root: Path, parameters: dict[str, str]) -> None:
     uri = parameters.get(TRACKING_URI, "")
     if not uri.startswith("sqlite:"):
         return
+    import logging
+
     from ..registry import configure
 
+    # MLflow announces creating its tables; the run's own lines are what this command prints.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     with mock.patch.dict(
         os.environ, {"MLFLOW_TRACKING_URI": uri, OVERRIDES_ENV: parameters.get(OVERRIDES, "") or "{}"}
     ):
@@ -512,8 +516,9 @@ def run_local(
     templates = {t["name"]: t for t in spec.get("templates") or []}
     values = workflow_parameters(root, spec, overrides(assignments), _assignments(parameters, "-p"))
     image = image_files(root)
+    folder = _new_folder(workdir, name)
     prepare_store(root, values)
-    run = Run(root, _new_folder(workdir, name), templates, values, image)
+    run = Run(root, folder, templates, values, image)
     report(f"{name}: running {root / PIPELINES / name}.yaml task by task in {run.folder}")
     for note in secret_notes(templates):
         report(f"  note: {note}")
