@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 PREFIX, SUFFIX, OPEN_SUFFIX = "inputs-", ".parquet", ".parquet.open"
@@ -45,14 +47,18 @@ class InputLog:
         self._path: Path | None = None
         self.rows_written = 0
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+        """Append rows: a DataFrame, or columns as the server's requests carry them (missing as NaN or None)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         window = window_start(self.clock(), self.window_minutes)
         if window != self._window:
             self.close()
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if isinstance(rows, pd.DataFrame):
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+        else:
+            table = pa.table({name: pa.array(values, from_pandas=True) for name, values in rows.items()})
         if self._writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._window = window
@@ -61,7 +67,7 @@ class InputLog:
         elif not table.schema.equals(self._writer.schema):
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)
-        self.rows_written += len(frame)
+        self.rows_written += table.num_rows
 
     def close(self) -> None:
         """Finish the open file (its Parquet footer) and give it its final name."""

@@ -7,6 +7,7 @@ outlier checks compare with exactly what that model was trained on.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,11 +66,11 @@ class OutlierDetector:
         frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), np.nan) for c in text})
         return (self.forest.predict(frame) == -1) | self.out_of_range(frame)
 
-    def out_of_range(self, frame: pd.DataFrame) -> np.ndarray:
-        """True for each row with a number beyond its training range and margin."""
-        flagged = np.zeros(len(frame), dtype=bool)
+    def out_of_range(self, frame: pd.DataFrame | Mapping[str, np.ndarray], rows: int | None = None) -> np.ndarray:
+        """True for each row with a number beyond its training range and margin (a DataFrame, or columns)."""
+        flagged = np.zeros(len(frame) if rows is None else rows, dtype=bool)
         for name, (low, high) in self.bounds.items():
-            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+            values = np.asarray(pd.to_numeric(frame[name], errors="coerce"), dtype=float)
             flagged |= (values < low) | (values > high)  # missing values compare False
         return flagged
 

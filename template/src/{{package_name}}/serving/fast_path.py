@@ -49,7 +49,8 @@ class NoFastPath(Exception):
 def _is_missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.isnan(values)
-    return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
+    # Text columns carry a missing value as None (the protocol's null; frame_columns turns NaN into None).
+    return np.equal(values, None)
 
 
 def _imputer(step: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -93,17 +94,27 @@ def _one_hot(step: Any) -> Callable[[np.ndarray], np.ndarray]:
     if step.handle_unknown not in ("ignore", "infrequent_if_exist"):
         # 'error' answers a 5xx for an unseen category through pyfunc; the same refusal is not replayed here.
         raise NoFastPath(f"OneHotEncoder(handle_unknown={step.handle_unknown!r})")
-    lookups = [{value: i for i, value in enumerate(categories.tolist())} for categories in step.categories_]
+    # categories_ are sorted (np.unique): a binary search finds each value's index, in C.
+    sorted_categories = [np.asarray(categories.tolist(), dtype=str) for categories in step.categories_]
+    if any(np.any(c[1:] < c[:-1]) for c in sorted_categories):
+        raise NoFastPath("OneHotEncoder with categories not in sorted order")
     widths = [len(c) for c in step.categories_]
     offsets = np.concatenate([[0], np.cumsum(widths)])
 
+    def codes(values: np.ndarray, j: int) -> np.ndarray:
+        """Each value's category index, -1 when unseen (all zeros, as handle_unknown="ignore" encodes it)."""
+        categories = sorted_categories[j]
+        text = values.astype(str)
+        index = np.searchsorted(categories, text).clip(0, len(categories) - 1)
+        return np.where(categories[index] == text, index, -1)
+
     def encoded(block: np.ndarray) -> np.ndarray:
         out = np.zeros((block.shape[0], int(offsets[-1])), dtype=np.float64)
-        for j, lookup in enumerate(lookups):
-            for row, value in enumerate(block[:, j].tolist()):
-                index = lookup.get(value)
-                if index is not None:  # unseen: all zeros, as handle_unknown="ignore" does
-                    out[row, offsets[j] + index] = 1.0
+        rows = np.arange(block.shape[0])
+        for j in range(block.shape[1]):
+            index = codes(block[:, j], j)
+            known = index >= 0
+            out[rows[known], offsets[j] + index[known]] = 1.0
         return out
 
     return encoded
@@ -273,11 +284,15 @@ class FastDetector(_Features):
         self._scores = _tree_scores(forest)
 
     def flags(self, frame: pd.DataFrame) -> np.ndarray:
-        columns = frame_columns(frame, list(frame.columns), self.numeric)
+        return self.flags_columns(frame_columns(frame, list(frame.columns), self.numeric))
+
+    def flags_columns(self, columns: Columns) -> np.ndarray:
+        """The flags of rows given as columns (what the server's requests carry), without a DataFrame."""
+        rows = len(next(iter(columns.values())))
         # Treelite gives the anomaly score with the sign scikit-learn's score_samples drops; below the
         # fitted offset is an outlier, as IsolationForest.predict decides.
         score = -self._scores(self.features(columns)).reshape(-1)
-        return ((score - self.offset) < 0) | self.detector.out_of_range(frame)
+        return ((score - self.offset) < 0) | self.detector.out_of_range(columns, rows)
 
 
 def compile_detector(detector: Any, frame: pd.DataFrame, numeric: set[str]) -> tuple[Any, str]:

@@ -3,7 +3,7 @@
 Scoring rows for outliers and logging them cost time and hold the interpreter
 lock: neither may delay an answer. The request only puts its columns on the
 queue (never waiting); a worker thread wakes at most every batch_seconds and
-takes what gathered, as one DataFrame, where both cost little per row: it
+takes what gathered, column by column, where both cost little per row: it
 counts outliers and appends the rows to the input log.
 When the queue is full (the thread cannot keep up), rows are dropped and
 counted (`model_server_monitoring_dropped_rows_total`), never waited for. A
@@ -36,7 +36,7 @@ class Observer:
         on_outliers: Callable[[int], None],
         on_dropped: Callable[[int], None],
         capacity: int = 10_000,
-        batch_rows: int = 4096,
+        batch_rows: int = 16_384,
         batch_seconds: float = 0.5,
         log_rows: int = 20_000,
         log_seconds: float = 30.0,
@@ -48,7 +48,7 @@ class Observer:
         self.batch_rows, self.batch_seconds = batch_rows, batch_seconds
         self.log_rows, self.log_seconds = log_rows, log_seconds
         self._closing = threading.Event()
-        self._pending: list[pd.DataFrame] = []
+        self._pending: list[Mapping[str, np.ndarray]] = []
         self._pending_rows = 0
         self._last_flush = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="monitoring", daemon=True)
@@ -77,16 +77,17 @@ class Observer:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        stopping = False
+        stopping, backlog = False, False
         while not stopping:
             try:
                 first = self.queue.get(timeout=1.0)
             except queue.Empty:
                 self._flush_log(force=False)
                 continue
-            if first is not _STOP:
+            if first is not _STOP and not backlog:
                 # Let a batch gather in the queue: the work per batch holds the interpreter lock the
-                # requests need, so it should come seldom, not once per request.
+                # requests need, so it should come seldom, not once per request. With a backlog
+                # (the last batch was full), go straight on.
                 self._closing.wait(self.batch_seconds)
             requests, rows = [], 0
             item = first
@@ -102,22 +103,26 @@ class Observer:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
+            backlog = rows >= self.batch_rows
             if requests:
-                self._observe(_frame(requests))
+                self._observe(_concatenate(requests), rows)
         self._flush_log(force=True)
         if self.input_log is not None:
             self.input_log.close()
 
-    def _observe(self, frame: pd.DataFrame) -> None:
+    def _observe(self, columns: dict[str, np.ndarray], rows: int) -> None:
         """Count the batch's outliers and queue its rows for the log."""
         try:
             if self.detector is not None:
-                self.on_outliers(int(self.detector.flags(frame).sum()))
+                # The fast path's detector takes the columns as they are; scikit-learn's takes a DataFrame.
+                score = getattr(self.detector, "flags_columns", None)
+                flags = score(columns) if score else self.detector.flags(pd.DataFrame(columns))
+                self.on_outliers(int(flags.sum()))
         except Exception:  # a broken detector must not stop the logging, nor the server
             log.exception("outlier scoring failed")
         if self.input_log is not None:
-            self._pending.append(frame)
-            self._pending_rows += len(frame)
+            self._pending.append(columns)
+            self._pending_rows += rows
             self._flush_log(force=False)
 
     def _flush_log(self, force: bool) -> None:
@@ -127,17 +132,17 @@ class Observer:
         due = self._pending_rows >= self.log_rows or time.monotonic() - self._last_flush >= self.log_seconds
         if not (force or due):
             return
-        frame = pd.concat(self._pending, ignore_index=True)
+        columns, rows = _concatenate(self._pending), self._pending_rows
         self._pending, self._pending_rows = [], 0
         self._last_flush = time.monotonic()
         try:
-            self.input_log.write(frame)  # type: ignore[union-attr]
+            self.input_log.write(columns)  # type: ignore[union-attr]
         except Exception:
-            log.exception("writing %d input rows to the log failed", len(frame))
+            log.exception("writing %d input rows to the log failed", rows)
 
 
-def _frame(requests: list[Mapping[str, np.ndarray]]) -> pd.DataFrame:
-    """Requests' columns as one DataFrame, column by column."""
+def _concatenate(requests: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Requests' columns joined column by column (no DataFrame: the monitoring thread holds the lock less)."""
     if len(requests) == 1:
-        return pd.DataFrame(requests[0])
-    return pd.DataFrame({name: np.concatenate([r[name] for r in requests]) for name in requests[0]})
+        return dict(requests[0])
+    return {name: np.concatenate([r[name] for r in requests]) for name in requests[0]}

@@ -169,10 +169,35 @@ def _finite(value: float) -> bool:
         return False
 
 
-def _check_column(column: InputColumn, datatype: Any, values: list[Any]) -> None:
+NUMBER_TYPES, TEXT_TYPES = frozenset({int, float, type(None)}), frozenset({str, type(None)})
+
+
+def _column_array(column: InputColumn, datatype: Any, values: list[Any]) -> np.ndarray:
+    """A checked column as numpy: float64 (missing as NaN) or objects (missing as None); BadRequest if wrong.
+
+    The usual request is checked at C speed (value types as a set, nulls counted); anything
+    unusual goes through the value-by-value check, which names the row and what is wrong.
+    """
     expected = NUMERIC_DATATYPES if column.numeric else {"BYTES"}
     if datatype is not None and datatype not in expected:
         raise BadRequest(f"input '{column.name}': datatype {datatype!r} is wrong, send {column.datatype}")
+    types = set(map(type, values))
+    nulls_allowed = column.nullable or None not in values
+    if column.numeric and types <= NUMBER_TYPES and nulls_allowed:
+        try:
+            array = np.array(values, dtype=float)
+        except OverflowError:  # an integer too large for a float: named below
+            array = None
+        # Every NaN is a null (JSON's NaN and Infinity tokens are not numbers here).
+        if array is not None and np.isnan(array).sum() == values.count(None) and not np.isinf(array).any():
+            return array
+    elif not column.numeric and types <= TEXT_TYPES and nulls_allowed:
+        return np.array(values, dtype=object)
+    _check_values(column, values)
+    return np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
+
+
+def _check_values(column: InputColumn, values: list[Any]) -> None:
     for row, value in enumerate(values):
         if value is None:
             if not column.nullable:
@@ -273,8 +298,7 @@ def parse_request(
     arrays = {}
     for column in columns:
         datatype, values = received[column.name]
-        _check_column(column, datatype, values)
-        arrays[column.name] = np.array(values, dtype=float) if column.numeric else np.array(values, dtype=object)
+        arrays[column.name] = _column_array(column, datatype, values)
     request_id = payload.get("id")
     return InferRequest(arrays, request_id if isinstance(request_id, str) else None, _wants_binary_output(payload))
 

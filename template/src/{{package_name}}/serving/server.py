@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -240,6 +241,9 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     except DataError:
         log.warning("%s has no outlier detector: outliers are not counted", served.uri)
     fast, detector, path = fast_paths(params, model, local, columns, detector)
+    # The monitoring thread's batches hold the interpreter lock in pure Python steps; a shorter switch
+    # interval than the default 5 ms bounds how long a request waits for it.
+    sys.setswitchinterval(0.001)
     print(f"serve (worker {os.getpid()}): predicting with {path}", flush=True)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
     return create_app(
