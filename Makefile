@@ -11,7 +11,7 @@ PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo
 
-.PHONY: help setup demo test test-fast snapshots lint bench fleet cookiecutter-json clean
+.PHONY: help setup demo test test-fast scenarios snapshots lint bench fleet cookiecutter-json clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ test: setup ## All template tests, slow ones (install and run generated projects
 
 test-fast: setup ## Template tests without the slow ones
 	pytest -n 2 -m "not slow"
+
+# -s: the table goes to stdout (also written to build/scenarios.md).
+scenarios: setup ## The lifecycle as pull requests on one project, each judged by its ci.yml (table; 10-15 min)
+	pytest -s tests/test_scenarios.py
 
 snapshots: setup ## Rewrite tests/snapshots/ from the working tree (review the diff before committing)
 	UPDATE_SNAPSHOTS=1 pytest tests/test_pipelines.py
