@@ -56,6 +56,7 @@ PACKAGE_MODULES = [
     "serving/observer.py",
     "serving/protocol.py",
     "serving/server.py",
+    "serving/supervisor.py",
     "stages/__init__.py",
     "stages/evaluate.py",
     "stages/featurize.py",

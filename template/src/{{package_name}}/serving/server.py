@@ -190,25 +190,13 @@ class Endpoints:
         ]
 
 
-def create_app(
-    model: Any,
-    name: str,
-    version: str,
-    uri: str,
-    columns: list[InputColumn],
-    max_rows: int,
-    detector: OutlierDetector | None = None,
-    log_inputs: Path | None = None,
-    log_window_minutes: int = 60,
-    fast: FastModel | None = None,
-) -> Starlette:
-    """The V2 endpoints (health, metadata, infer) and /metrics around one loaded pyfunc model.
+def create_app(endpoints: Endpoints) -> Starlette:
+    """The V2 endpoints (health, metadata, infer) and /metrics; stopping the app drains the monitoring thread.
 
     With the model's outlier detector, rows unlike the training data are counted; with
     `log_inputs`, every predicted row is logged to that folder (monitoring/input_log.py), the
-    drift check's input. Both happen off the request path; stopping the app drains them.
+    drift check's input. Both happen off the request path (serving/observer.py).
     """
-    endpoints = Endpoints(model, name, version, uri, columns, max_rows, detector, log_inputs, log_window_minutes, fast)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -247,16 +235,18 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     print(f"serve (worker {os.getpid()}): predicting with {path}", flush=True)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
     return create_app(
-        model,
-        served.name,
-        served.version,
-        served.uri,
-        columns,
-        params.serve.max_batch_rows,
-        detector,
-        log_inputs,
-        params.serve.log_window_minutes,
-        fast,
+        Endpoints(
+            model,
+            served.name,
+            served.version,
+            served.uri,
+            columns,
+            params.serve.max_batch_rows,
+            detector,
+            log_inputs,
+            params.serve.log_window_minutes,
+            fast,
+        )
     )
 
 
@@ -317,30 +307,24 @@ def main(
     port: int,
     workers: int | None = None,
 ) -> str:
-    import tempfile
-
     import uvicorn
 
-    from ..config import PACKAGE
+    from . import supervisor
 
     served = resolve_model(params, env, model_uri or os.environ.get("MODEL_URI") or None, model_name)
     workers = workers or params.serve.workers or available_cpus()
     where = f"http://{host}:{port}/v2"
     print(f"serve: {served.name} version {served.version} ({served.uri}) on {where}, {workers} worker(s)", flush=True)
-    # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
-    options: dict[str, Any] = dict(host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
     if workers == 1:
-        uvicorn.run(build_app(params, served), **options)
+        uvicorn.run(build_app(params, served), host=host, port=port, **supervisor.UVICORN_OPTIONS)
         return f"stopped serving {served.name} version {served.version}"
-    # Several processes, each with the model and its own monitoring thread; their metrics are summed
-    # through files in one folder (prometheus_client's multiprocess mode), removed when the server stops.
-    with tempfile.TemporaryDirectory(prefix="model-server-metrics-") as metrics:
-        os.environ.update(
-            PROMETHEUS_MULTIPROC_DIR=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or metrics,
-            MODEL_URI=served.uri,
-            MODEL_NAME=served.name,
-            MODEL_VERSION=served.version,
-            **{PARAMS_FILE_ENV: str(Path(params_file).resolve())},
-        )
-        uvicorn.run(f"{PACKAGE}.serving.server:worker_app", factory=True, workers=workers, **options)
-    return f"stopped serving {served.name} version {served.version}"
+    # Several processes, each loading the model the parent resolved and running its own monitoring
+    # thread. The parent becomes serving/supervisor.py, which holds none of what this process imported.
+    os.environ.update(
+        MODEL_URI=served.uri,
+        MODEL_NAME=served.name,
+        MODEL_VERSION=served.version,
+        **{PARAMS_FILE_ENV: str(Path(params_file).resolve())},
+    )
+    sys.stderr.flush()
+    os.execv(sys.executable, supervisor.command(host, port, workers))
