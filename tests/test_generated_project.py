@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,11 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     # The project's own default store; one OpenMP thread per process, as the two
     # projects train side by side on the test workers.
     env = {"MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
+    run(["make", "setup"], cwd=root, env=env)
+    # A first branch before the pipeline ever ran: no output has a recorded version, and the switch works.
+    switched = plain_shell("git switch --quiet -c first-idea && git switch --quiet main", root)
+    assert switched.returncode == 0, switched.stdout
+    assert len(re.findall(r"^DVC checkout\.+Passed$", switched.stdout, re.MULTILINE)) == 2, switched.stdout
     out = run(["make", "all"], cwd=root, env=env)
     # Whatever the installed environment can import is a package name the template refuses.
     reserved = [sys.executable, str(REPO_ROOT / "scripts/reserved_names.py"), "--check", "--python"]
@@ -120,6 +126,19 @@ def commit_and_push_from_a_plain_shell(root: Path, origin: Path) -> None:
     assert switched.returncode == 0 and re.search(r"^DVC checkout\.+Passed$", switched.stdout, re.MULTILINE), (
         switched.stdout
     )
+
+    # Data the commit records but the DVC cache lacks: the switch names it and the command that fetches it.
+    cache, away = root / ".dvc/cache", root / ".dvc/cache-away"
+    cache.rename(away)
+    shutil.rmtree(root / "data/raw")
+    try:
+        back = plain_shell("git switch --quiet main", root)
+    finally:
+        away.rename(cache)
+    assert back.returncode != 0 and re.search(r"^DVC checkout\.+Failed$", back.stdout, re.MULTILINE), back.stdout
+    assert "does not hold: data/raw" in back.stdout and "dvc pull" in back.stdout, back.stdout
+    run([str(root / ".venv/bin/dvc"), "checkout", "--quiet"], cwd=root)
+    assert (root / "data/raw").is_dir()
 
 
 def _request(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:

@@ -27,6 +27,7 @@ PACKAGE_MODULES = [
     "argo/submit.py",
     "cli.py",
     "config.py",
+    "dvc_hooks.py",
     "errors.py",
     "files.py",
     "lineage.py",

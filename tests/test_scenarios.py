@@ -167,9 +167,8 @@ class Lifecycle:
         return self.sh("git", *args)
 
     def switch(self, *args: str) -> None:
-        # Without DVC's post-checkout hook: until dvc.lock is committed it fails on every switch
-        # (no hash for the stage outputs), and no branch here changes what data/raw holds.
-        self.git("-c", f"core.hooksPath={self.tmp / 'no-hooks'}", "switch", "--quiet", *args)
+        # With the project's hooks, as a person switches: DVC's post-checkout restores each branch's data.
+        self.git("switch", "--quiet", *args)
 
     def branch(self, name: str) -> None:
         self.switch("main")
