@@ -98,13 +98,18 @@ def read_json(path: Path, produced_by: str) -> Any:
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Tidy column names and text; blank cells become missing values; drop exact duplicates."""
+    """Tidy column names and text (see tidy); drop exact duplicates."""
+    return tidy(frame).drop_duplicates(ignore_index=True)
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column names in snake case, text trimmed and in lower case; blank cells become missing values."""
     frame = frame.rename(columns=lambda name: str(name).strip().lower().replace(" ", "_"))
     for column in frame.columns:
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
             text = frame[column].astype("string").str.strip().str.lower()
             frame[column] = text.mask(text == "", pd.NA)
-    return frame.drop_duplicates(ignore_index=True)
+    return frame
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -5,18 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from ..config import Params, server_timeout
 from ..errors import DataError, MonitorBreach, ParamsError
 from ..files import json_text, write_together
 from ..registry import model_dir
-from .current import exists, read_current, too_few_rows
+from .current import exists, too_few_rows
 from .input_log import logged_files
 from .outliers import outliers
 from .reference import load_profile, load_reference
 from .report import html_report, metrics_registry, metrics_text, publish
-from .streaming import current_stats, drift_from_stats
+from .streaming import current_frames, current_stats, drift_from_stats
 
 
 @dataclass(frozen=True)
@@ -56,25 +54,27 @@ def run(params: Params, request: Request) -> str:
             f"{request.current} holds no input logged in the last {settings.window_hours} h (monitor.window_hours): "
             "point --current at the server's log folder (serve.log_inputs) or at a file"
         )
-    # Drift is measured batch by batch (memory bounded by a batch); outliers need the rows, in memory.
-    stats = current_stats(profile, files, params.data) if request.check == "drift" else None
-    current = None if stats else pd.concat([read_current(name, params.data) for name in files], ignore_index=True)
-    rows = stats.rows if stats else len(current)
+    # Both checks read the rows batch by batch: memory is bounded by a batch, not by the day's traffic.
+    if request.check == "drift":
+        stats = current_stats(profile, files, params.data)
+        rows = stats.rows
+    else:
+        _, detector = load_reference(reference)
+        result = outliers(detector, current_frames(files, params.data), settings.max_outlier_share)
+        rows = result["rows"]
     too_few = too_few_rows(rows, request.current, settings.min_rows)
     if too_few and request.if_present:
         return f"nothing to measure: {too_few}"
     if too_few:
         raise DataError(too_few)
     report: dict[Path, str] = {}
-    if stats is not None:
+    if request.check == "drift":
         result = drift_from_stats(profile, stats, settings)
         drift_result, outlier_result = result, None
         title = f"Drift of {request.current} against {params.registry.model_name} {request.reference}"
         report[out / "drift.html"] = html_report(result, profile, stats, title)
         verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
     else:
-        _, detector = load_reference(reference)
-        result = outliers(detector, current, settings.max_outlier_share)
         drift_result, outlier_result = None, result
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
     report[out / f"{request.check}.json"] = json_text(

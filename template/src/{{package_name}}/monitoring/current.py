@@ -9,32 +9,39 @@ import pandas as pd
 
 from ..config import DataContract
 from ..errors import DataError
-from ..files import normalise, read_table
+from ..files import read_table, tidy
 
 
 def read_current(location: str, contract: DataContract) -> pd.DataFrame:
-    """The current data, cleaned as at ingest; refuses missing columns, non-numeric and infinite numbers."""
-    frame = normalise(read_table(location))
+    """The current data in memory, cleaned as at ingest and checked (see clean_current)."""
+    frame = clean_current(read_table(location), location, contract)
+    if frame.empty:
+        raise DataError(f"{location} has no rows")
+    return frame
+
+
+def clean_current(frame: pd.DataFrame, where: str, contract: DataContract) -> pd.DataFrame:
+    """Current rows cleaned as at ingest, duplicates kept (every logged request is an observation);
+    refuses missing columns, non-numeric and infinite numbers, naming `where` they come from."""
+    frame = tidy(frame)
     missing = [c for c in contract.features if c not in frame.columns]
     if missing:
-        raise DataError(f"{location} lacks the feature column(s) {missing}: it must have {contract.features}")
+        raise DataError(f"{where} lacks the feature column(s) {missing}: it must have {contract.features}")
     for name in contract.numeric:
         raw = frame[name]
         numbers = pd.to_numeric(raw, errors="coerce")
         bad = raw[numbers.isna() & raw.notna()]
         if len(bad):
             shown = sorted({str(v) for v in bad.head(5)})
-            raise DataError(f"{location}: column {name!r} must be numeric; found {shown} in {len(bad)} row(s)")
+            raise DataError(f"{where}: column {name!r} must be numeric; found {shown} in {len(bad)} row(s)")
         # The model server refuses inf too: it is a broken upstream value, not a measurement to profile.
         infinite = int(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)).sum())
         if infinite:
             raise DataError(
-                f"{location}: column {name!r} must hold finite numbers; found inf or -inf in {infinite} row(s) "
+                f"{where}: column {name!r} must hold finite numbers; found inf or -inf in {infinite} row(s) "
                 "(leave a value empty when it is missing)"
             )
         frame[name] = numbers
-    if frame.empty:
-        raise DataError(f"{location} has no rows")
     return frame[contract.features]
 
 

@@ -11,6 +11,7 @@ dropped, so memory is bounded by the batch size:
 The distances are then the ones drift.py computes in memory; the only
 difference is the quantiles' resolution, one grid bin (GRID_BINS bins over
 three times the reference range), far below the drift thresholds.
+Outlier scoring reads the same batches as DataFrames (current_frames).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 
 from ..config import DataContract, Monitor
 from ..errors import DataError
+from .current import clean_current
 from .drift import categorical_from_frequencies, numeric_from_quantiles, verdict
 from .reference import MISSING
 
@@ -254,6 +256,15 @@ def batches(files: Iterable[str], contract: DataContract, batch_rows: int = BATC
     """Every file's feature columns, batch by batch, reduced and checked."""
     for name, batch in arrow_batches(files, contract, batch_rows):
         yield _reduce(batch, contract, name)
+
+
+def current_frames(
+    files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Every file's feature columns as DataFrames of at most `batch_rows` rows, cleaned and checked as
+    current.read_current does (for checks that need rows, such as outlier scoring)."""
+    for name, batch in arrow_batches(files, contract, batch_rows):
+        yield clean_current(batch.to_pandas(), name, contract)
 
 
 def current_stats(profile: dict[str, Any], files: Iterable[str], contract: DataContract) -> CurrentStats:
