@@ -461,3 +461,23 @@ def test_server_cpus_match_its_workers(project: tuple[Path, dict], tmp_path: Pat
     assert "overlays/prod: the model server's CPU request 500m and limit 2 must be the same whole number" in (
         done.stderr
     )
+
+
+def test_server_port_matches_params(project: tuple[Path, dict], tmp_path: Path) -> None:
+    """`make validate` fails, naming each manifest field, when serve.port and the manifests' port part."""
+    root, answers = project
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    params = copy / "params.yaml"
+    text = params.read_text()
+    port = answers.get("serving_port", 8080)
+    assert f"  port: {port}  #" in text
+    params.write_text(text.replace(f"  port: {port}  #", "  port: 9191  #", 1))
+    done = validate(copy)
+    assert done.returncode == 7, done.stdout + done.stderr
+    server = SERVING_KIND[answers["serving_runtime"]]
+    field = "containerPort" if server == "Deployment" else "readinessProbe"
+    assert f"overlays/prod: {server} " in done.stderr and f" {field} is {port} but serve.port" in done.stderr, (
+        done.stderr
+    )
+    assert "NetworkPolicy" in done.stderr and "use the same port in both" in done.stderr

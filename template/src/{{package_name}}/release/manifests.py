@@ -246,6 +246,65 @@ def server_cpu_problems(docs: list[dict[str, Any]], params: Params) -> list[str]
     return []
 
 
+def _port_argument(container: dict[str, Any]) -> Any:
+    """The value after `--port` in a container's command or args, or None."""
+    words = [*(container.get("command") or []), *(container.get("args") or [])]
+    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--port"), None)
+
+
+def _container_ports(where: str, containers: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    found = []
+    for container in containers[:1]:  # the server is the first container
+        if (argument := _port_argument(container)) is not None:
+            found.append((f"{where} --port", argument))
+        found += [(f"{where} containerPort", port.get("containerPort")) for port in container.get("ports") or []]
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            port = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
+            if isinstance(port, int):  # a named port is the containerPort above
+                found.append((f"{where} {probe}", port))
+    return found
+
+
+# The label every model server pod carries (base and components): policies and monitors selecting it are the server's.
+SERVER_COMPONENT = ("app.kubernetes.io/component", "model-server")
+
+
+def _selects_server(selector: dict[str, Any] | None) -> bool:
+    return (selector or {}).get("matchLabels", {}).get(SERVER_COMPONENT[0]) == SERVER_COMPONENT[1]
+
+
+def server_ports(docs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """Every place a built target names the model server's port: (where, port)."""
+    found: list[tuple[str, Any]] = []
+    for doc in docs:
+        kind, name, spec = doc.get("kind"), (doc.get("metadata") or {}).get("name"), doc.get("spec") or {}
+        where = f"{kind} {name}"
+        if kind == "Deployment":
+            found += _container_ports(where, spec.get("template", {}).get("spec", {}).get("containers") or [])
+        elif kind == "ServingRuntime":
+            found += _container_ports(where, spec.get("containers") or [])
+        elif kind == "InferenceService":
+            found += _container_ports(where, [spec.get("predictor", {}).get("model") or {}])
+        elif kind == "NetworkPolicy" and _selects_server(spec.get("podSelector")):
+            for rule in spec.get("ingress") or []:
+                found += [(f"{where} ingress port", port.get("port")) for port in rule.get("ports") or []]
+        elif kind == "PodMonitor" and _selects_server(spec.get("selector")):
+            endpoints = spec.get("podMetricsEndpoints") or []
+            found += [(f"{where} portNumber", e["portNumber"]) for e in endpoints if "portNumber" in e]
+    return found
+
+
+def server_port_problems(docs: list[dict[str, Any]], params: Params) -> list[str]:
+    """Ports the manifests give the model server against serve.port in params.yaml, which `make serve` uses."""
+    wanted = params.serve.port
+    return [
+        f"{where} is {port} but serve.port in params.yaml is {wanted}: the server would not be reached; "
+        "use the same port in both"
+        for where, port in server_ports(docs)
+        if str(port) != str(wanted)
+    ]
+
+
 def validate(params: Params, schemas: Path | None = None) -> list[str]:
     """Build and validate every target; one summary line per target, ManifestError listing every problem.
 
@@ -268,6 +327,7 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
             # The drift job against its alerts, the registry's alias and params.yaml.
             failures += [f"{label}: {line}" for line in drift_job.check(docs, target.name, params)]
             failures += [f"{label}: {line}" for line in server_cpu_problems(docs, params)]
+            failures += [f"{label}: {line}" for line in server_port_problems(docs, params)]
         lines.append(f"{label}: {len(docs)} objects, {'valid' if not problems else f'{len(problems)} problem(s)'}")
     # The Argo workflows `make render` wrote (pipelines/*.yaml): custom resources too.
     for rendered in sorted((params.root / "pipelines").glob("*.yaml")):
