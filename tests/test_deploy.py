@@ -481,3 +481,17 @@ def test_server_port_matches_params(project: tuple[Path, dict], tmp_path: Path) 
         done.stderr
     )
     assert "NetworkPolicy" in done.stderr and "use the same port in both" in done.stderr
+
+
+def test_the_drift_job_token_comes_by_reference(monitored: Path) -> None:
+    """Each overlay asks External Secrets for the Secret the drift job reads GITHUB_TOKEN from; no value is written."""
+    for env in ("dev", "staging", "prod"):
+        docs = build(monitored, f"overlays/{env}")
+        job = find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        wanted = next(e["valueFrom"]["secretKeyRef"] for e in job["env"] if e["name"] == "GITHUB_TOKEN")
+        secrets = {d["spec"]["target"]["name"]: d for d in docs if d["kind"] == "ExternalSecret"}
+        assert wanted["name"] in secrets, f"{env}: no ExternalSecret makes {wanted['name']}"
+        github = secrets[wanted["name"]]
+        assert [item["secretKey"] for item in github["spec"]["data"]] == [wanted["key"]]
+        assert github["metadata"]["namespace"] == find(docs, "CronJob")["metadata"]["namespace"], env
+        assert not any(d["kind"] == "Secret" for d in docs), f"{env}: a Secret with values in the repository"

@@ -73,7 +73,8 @@ SERVING_FILES = {
     "deployment": ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"],
 }
 MONITORING_FILES = [
-    "dashboard.json", "drift-cronjob.yaml", "kustomization.yaml", "podmonitor.yaml", "prometheusrule.yaml",
+    "dashboard.json", "drift-cronjob.yaml", "github-externalsecret.yaml", "kustomization.yaml", "podmonitor.yaml",
+    "prometheusrule.yaml",
 ]  # fmt: skip
 
 SCHEMAS = {
