@@ -208,8 +208,8 @@ def create_app(endpoints: Endpoints) -> Starlette:
     return app
 
 
-def build_app(params: Params, served: ServedModel) -> Starlette:
-    """Load the model once, choose its predict path, and wrap it in the V2 app."""
+def build_app(params: Params, served: ServedModel, announce: bool = True) -> Starlette:
+    """Load the model once, choose its predict path, and wrap it in the V2 app; say which path serves."""
     import mlflow
 
     from ..registry import download, lost
@@ -232,7 +232,8 @@ def build_app(params: Params, served: ServedModel) -> Starlette:
     # The monitoring thread's batches hold the interpreter lock in pure Python steps; a shorter switch
     # interval than the default 5 ms bounds how long a request waits for it.
     sys.setswitchinterval(0.001)
-    print(f"serve (worker {os.getpid()}): predicting with {path}", flush=True)
+    if announce:
+        print(f"serve (worker {os.getpid()}): predicting with {path}", flush=True)
     log_inputs = params.root / params.serve.log_inputs if params.serve.log_inputs else None
     return create_app(
         Endpoints(
@@ -319,7 +320,10 @@ def main(
         uvicorn.run(build_app(params, served), host=host, port=port, **supervisor.UVICORN_OPTIONS)
         return f"stopped serving {served.name} version {served.version}"
     # Several processes, each loading the model the parent resolved and running its own monitoring
-    # thread. The parent becomes serving/supervisor.py, which holds none of what this process imported.
+    # thread. The model is loaded and checked here first: one that cannot be served stops `serve` with
+    # its message and exit code, where failing workers would be restarted forever. Then the parent
+    # becomes serving/supervisor.py, and exec frees all that this process loaded.
+    build_app(params, served, announce=False).state.endpoints.observer.close()
     os.environ.update(
         MODEL_URI=served.uri,
         MODEL_NAME=served.name,
