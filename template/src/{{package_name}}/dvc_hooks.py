@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 class _NotRecordedYet(logging.Filter):
-    """Drops DVC's warning for each output without a recorded version: this hook sums them up in one line."""
+    """Drops DVC's warning for each output without a recorded version: this hook names the ones left in place."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "No file hash info found" not in record.getMessage()
