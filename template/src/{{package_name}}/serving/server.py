@@ -28,6 +28,7 @@ from ..config import Params
 from ..errors import DataError, ParamsError
 from ..monitoring.input_log import InputLog
 from ..monitoring.reference import OutlierDetector, load_profile, load_reference
+from .cpus import available_cpus
 from .fast_path import FastModel, check_rows, compile_detector, compile_model
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
@@ -273,17 +274,6 @@ def fast_paths(
         detector, scoring = compile_detector(detector, rows, numeric)
         path = f"{path}; {scoring}"
     return fast, detector, path
-
-
-def available_cpus() -> int:
-    """The CPUs this server may use: the container's CPU limit (cgroup v2 cpu.max) when it has one, else affinity."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            return max(1, int(quota) // int(period))
-    except (OSError, ValueError):
-        pass
-    return len(os.sched_getaffinity(0))
 
 
 # What a worker process reads to build the same app as the others (uvicorn starts workers afresh).
