@@ -266,6 +266,9 @@ def run_monitor(args: argparse.Namespace) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> str:
+    from .serving.starting import UntilServing
+
+    starting = UntilServing()  # first: a stop signal while the model loads must stop `serve`, not be lost
     from .serving import server as serve
 
     params = load_params(args.params)
@@ -280,6 +283,7 @@ def run_serve(args: argparse.Namespace) -> str:
         host=args.host or params.serve.host,
         port=args.port or params.serve.port,
         workers=args.workers,
+        starting=starting,
     )
 
 

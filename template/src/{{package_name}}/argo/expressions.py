@@ -32,6 +32,11 @@ SATISFIES = {
 # A bare name in `depends` (Argo's documented default).
 BARE = {"Succeeded", "Skipped", "Daemoned"}
 
+# Parentheses and calls nest this deep at most: workflows use a few levels, and each level is a
+# Python call here, so a deeper one is refused by name instead of exhausting the interpreter's stack.
+MAX_DEPTH = 50
+SHOWN = 120  # characters of an expression quoted in a message
+
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 TOKEN = re.compile(
     r"""\s*(?:
@@ -86,6 +91,7 @@ class _Parser:
     def __init__(self, text: str, lookup: Callable[[str], Any], words_are_strings: bool) -> None:
         self.tokens = _tokens(text)
         self.at = 0
+        self.depth = 0
         self.lookup = lookup
         # After placeholder substitution, a plain `when` compares bare words as text (`heads == heads`).
         self.words_are_strings = words_are_strings
@@ -109,11 +115,16 @@ class _Parser:
         return value
 
     def either(self) -> Any:
+        # Every nesting (parentheses, a call's arguments) comes through here.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_DEPTH} levels of parentheses or calls: simplify it")
         value = self.both()
         while self.peek() in ("||", "or"):
             self.take()
             right = self.both()
             value = bool(value) or bool(right)
+        self.depth -= 1
         return value
 
     def both(self) -> Any:
@@ -125,10 +136,14 @@ class _Parser:
         return value
 
     def negation(self) -> Any:
-        if self.peek() in ("!", "not"):
+        flips = 0
+        while self.peek() in ("!", "not"):  # counted, not recursed: `!!!!x` is as deep as `x`
             self.take()
-            return not self.negation()
-        return self.comparison()
+            flips += 1
+        value = self.comparison()
+        for _ in range(flips):
+            value = not value
+        return value
 
     def comparison(self) -> Any:
         left = self.primary()
@@ -191,7 +206,8 @@ def _evaluate(text: str, lookup: Callable[[str], Any], where: str, words_are_str
     except ParamsError:
         raise
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ParamsError(f"{where}: cannot evaluate {text!r}: {exc}") from None
+        shown = repr(text) if len(text) <= SHOWN else f"{text[:SHOWN]!r}... ({len(text)} characters)"
+        raise ParamsError(f"{where}: cannot evaluate {shown}: {exc}") from None
 
 
 def _value(values: Mapping[str, Any], name: str, where: str) -> Any:

@@ -15,31 +15,26 @@ artifact the YAML forgets fails here as it would on the cluster.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import yaml
 
-from ..config import OVERRIDES_ENV, PARAMS_FILE, load_params
 from ..errors import ParamsError, TaskFailed
 from .expressions import depends_met, depends_tasks, substitute, when_holds
+from .parameters import assignments as parse_assignments
+from .parameters import environment, prepare_store, secret_notes, workflow_parameters
+from .processes import Stopped, StopSignals, run_group
+from .workspace import LOGS, Pod, check_task_name, copy_artifact, image_files, lay_out_image
 
 PIPELINES = Path("pipelines")
-IMAGE_FILTER = ".dockerignore"
 ARTIFACT_FROM = re.compile(r"^\{\{\s*tasks\.([\w-]+)\.outputs\.artifacts\.([\w-]+)\s*\}\}$")
-# Workflow parameters that have a local meaning (blocks.workflow_parameters declares them).
-REVISION, OVERRIDES, TRACKING_URI = "revision", "params-overrides", "mlflow-tracking-uri"
 LOG_TAIL = 15  # lines of a failed task's stderr in the message
 
 
@@ -70,216 +65,11 @@ def load_workflow(root: Path, name: str) -> dict[str, Any]:
         doc = yaml.safe_load(found[name].read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ParamsError(f"{found[name]} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ParamsError(f"{found[name]} nests too deeply to read: a workflow is a few levels deep") from None
     if not isinstance(doc, dict) or doc.get("kind") not in ("Workflow", "WorkflowTemplate"):
         raise ParamsError(f"{found[name]} is not an Argo Workflow or WorkflowTemplate")
     return doc
-
-
-# --- the image: which project files a pod finds in its working directory ---------------------------
-
-
-def _pattern(text: str) -> re.Pattern[str]:
-    """One .dockerignore pattern (Go filepath.Match with `**`) as a regular expression."""
-    out, i = "", 0
-    while i < len(text):
-        if text.startswith("**", i):
-            out, i = out + ".*", i + 2
-            if text.startswith("/", i):
-                out, i = out + "/?", i + 1
-        elif text[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif text[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(text[i]), i + 1
-    return re.compile(out)
-
-
-def image_rules(root: Path) -> list[tuple[bool, str, re.Pattern[str]]]:
-    """(include, pattern, regex) for each line of .dockerignore, in order (the last match decides)."""
-    path = root / IMAGE_FILTER
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ParamsError(
-            f"{path} not found: run-local lays each task out as the image is built, from it; restore it from git"
-        ) from None
-    rules = []
-    for line in (line.strip() for line in lines):
-        if not line or line.startswith("#"):
-            continue
-        include = line.startswith("!")
-        pattern = os.path.normpath(line.lstrip("!").strip()).strip("/")
-        rules.append((include, pattern, _pattern(pattern)))
-    return rules
-
-
-def _excluded(relative: str, rules: list[tuple[bool, str, re.Pattern[str]]]) -> bool:
-    """Docker's rule: a pattern matches a path or any folder above it; the last matching line wins."""
-    parts = relative.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    excluded = False
-    for include, _, regex in rules:
-        if any(regex.fullmatch(candidate) for candidate in candidates):
-            excluded = not include
-    return excluded
-
-
-def image_files(root: Path) -> list[str]:
-    """The project files the image build copies (relative paths), as .dockerignore lets them through."""
-    rules = image_rules(root)
-    # Folders that an `!` line may reach into must be walked even when excluded.
-    reachable = [re.split(r"[*?\[]", pattern)[0] for include, pattern, _ in rules if include]
-    files = []
-    for folder, subfolders, names in os.walk(root):
-        here = os.path.relpath(folder, root)
-        here = "" if here == "." else here + "/"
-        subfolders[:] = [
-            name
-            for name in subfolders
-            if not _excluded(here + name, rules)
-            or any(prefix.startswith(here + name + "/") or not prefix for prefix in reachable)
-        ]
-        files += [here + name for name in names if not _excluded(here + name, rules)]
-    return sorted(files)
-
-
-def lay_out_image(root: Path, files: Sequence[str], workspace: Path) -> None:
-    """A pod's working directory: the image's files, and DVC told there is no git (the Dockerfile does the same)."""
-    for relative in files:
-        target = workspace / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / relative, target)
-    if (workspace / ".dvc").is_dir():
-        (workspace / ".dvc" / "config.local").write_text("[core]\n    no_scm = true\n", encoding="utf-8")
-
-
-# --- parameters, environment, artifacts --------------------------------------------------------------
-
-
-def _assignments(items: Sequence[str], flag: str) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ParamsError(f"{flag} {item!r} is not NAME=VALUE")
-        pairs[key] = value
-    return pairs
-
-
-def workflow_parameters(
-    root: Path, spec: dict[str, Any], overrides: dict[str, Any], given: dict[str, str]
-) -> dict[str, str]:
-    """Each workflow parameter's value for a run here: -p, else the local meaning, else the YAML's default."""
-    from ..lineage import git_commit
-    from ..registry import tracking_uri
-
-    declared = {p["name"]: p.get("value") for p in (spec.get("arguments") or {}).get("parameters") or []}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ParamsError(f"-p {', '.join(unknown)}: no such workflow parameter (declared: {', '.join(declared)})")
-    local: dict[str, str] = {}
-    if REVISION in declared:
-        # The commit the image would be built from: this work tree's HEAD.
-        local[REVISION] = git_commit(root)
-    if TRACKING_URI in declared:
-        # The tracking store `make all` uses: MLFLOW_TRACKING_URI, else params.yaml resolved in this
-        # project; never the cluster's in-cluster URL.
-        local[TRACKING_URI] = tracking_uri(load_params(root / PARAMS_FILE))
-    if overrides and OVERRIDES not in declared:
-        raise ParamsError(f"--set needs the workflow parameter {OVERRIDES}, which this workflow does not declare")
-    if overrides:
-        local[OVERRIDES] = json.dumps(overrides)
-    elif os.environ.get(OVERRIDES_ENV, "").strip():
-        local[OVERRIDES] = os.environ[OVERRIDES_ENV]
-    values = {}
-    for name, default in declared.items():
-        value = given.get(name, local.get(name) if name in local else default)
-        if value is None:
-            raise ParamsError(f"workflow parameter {name} has no value: pass -p {name}=VALUE")
-        values[name] = str(value)
-    return values
-
-
-def prepare_store(root: Path, parameters: dict[str, str]) -> None:
-    """Create the experiment beside a local SQLite store, as `make all` does, before any task logs to it.
-
-    Otherwise the first task would create it with artifacts under its own workspace."""
-    uri = parameters.get(TRACKING_URI, "")
-    if not uri.startswith("sqlite:"):
-        return
-    import logging
-
-    from ..registry import configure
-
-    # MLflow announces creating its tables; the run's own lines are what this command prints.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    with mock.patch.dict(
-        os.environ, {"MLFLOW_TRACKING_URI": uri, OVERRIDES_ENV: parameters.get(OVERRIDES, "") or "{}"}
-    ):
-        configure(load_params(root / PARAMS_FILE))
-
-
-def secret_notes(templates: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per variable a container reads from the cluster (a secret, a config map), and what happens here."""
-    notes = {}
-    for template in templates.values():
-        for var in (template.get("container") or {}).get("env") or []:
-            source = var.get("valueFrom")
-            if "value" in var or not source:
-                continue
-            kind, ref = next(iter(source.items()))
-            ref = ref if isinstance(ref, dict) else {}
-            what = f"{kind} {ref.get('name', '?')}/{ref.get('key', '?')}"
-            here = "taken from this environment" if var["name"] in os.environ else "not set here, left unset"
-            notes[var["name"]] = f"env {var['name']} ({what}) is not read from the cluster: {here}"
-    return list(notes.values())
-
-
-def _environment(container: dict[str, Any], values: dict[str, Any], where: str) -> dict[str, str]:
-    """This process's environment (PATH with the project environment first, as the image has it) plus the env."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for var in container.get("env") or []:
-        if "value" in var:
-            env[var["name"]] = substitute(str(var["value"]), values, f"{where} env {var['name']}")
-        elif var["name"] not in os.environ:
-            env.pop(var["name"], None)
-    return env
-
-
-class Pod:
-    """Where one task's container paths land: its working directory is the task's workspace."""
-
-    def __init__(self, workspace: Path, working_dir: str) -> None:
-        self.workspace = workspace
-        self.working_dir = working_dir.rstrip("/") or "/"
-
-    def path(self, declared: str, what: str) -> Path:
-        if not declared.startswith("/"):
-            return self.workspace / declared
-        relative = os.path.relpath(declared, self.working_dir)
-        if relative.startswith(".."):
-            raise ParamsError(
-                f"{what}: {declared} is outside the working directory {self.working_dir}; run-local maps only that"
-            )
-        return self.workspace if relative == "." else self.workspace / relative
-
-    def argument(self, text: str) -> str:
-        """An argument naming a path in the working directory points into the workspace instead."""
-        if text == self.working_dir or text.startswith(self.working_dir + "/"):
-            return str(self.path(text, "argument"))
-        return text
-
-
-def _copy(source: Path, target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
 
 
 # --- one task --------------------------------------------------------------------------------------
@@ -294,6 +84,7 @@ class Run:
     templates: dict[str, dict[str, Any]]
     parameters: dict[str, str]
     image: list[str]
+    signals: StopSignals = field(default_factory=StopSignals)
     done: dict[str, Outcome] = field(default_factory=dict)
 
     def dag_values(self) -> dict[str, Any]:
@@ -352,11 +143,12 @@ class Run:
         pod = Pod(workspace, substitute(str(container.get("workingDir") or "/"), scope, f"{where} workingDir"))
         lay_out_image(self.root, self.image, workspace)
         for artifact in inputs.get("artifacts") or []:
-            target = pod.path(substitute(artifact["path"], scope, where), f"{where} input artifact {artifact['name']}")
+            what = f"{where} input artifact {artifact['name']}"
+            target = pod.path(substitute(artifact["path"], scope, what), what)
             scope[f"inputs.artifacts.{artifact['name']}.path"] = artifact["path"]
             source = handed.get(artifact["name"])
             if source is not None:
-                _copy(source, target)
+                copy_artifact(source, target, self.folder, what)
             elif "raw" in artifact:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(str(artifact["raw"].get("data", "")), encoding="utf-8")
@@ -368,19 +160,17 @@ class Run:
         ]
         if not container.get("command"):
             raise ParamsError(f"{where}: the container has no command (the image's entrypoint is not known here)")
-        return self.launch(name, command, _environment(container, scope, where), pod, template)
+        return self.launch(name, command, environment(container, scope, where), pod, template)
 
     def launch(self, name: str, command: list[str], env: dict[str, str], pod: Pod, template: dict[str, Any]) -> Outcome:
-        logs = self.folder / "logs"
+        logs = self.folder / LOGS
         logs.mkdir(exist_ok=True)
         program = shutil.which(command[0], path=env["PATH"]) or command[0]
         started = time.monotonic()
         stdout, stderr = logs / f"{name}.out", logs / f"{name}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             try:
-                returncode = subprocess.run(
-                    [program, *command[1:]], cwd=pod.workspace, env=env, stdout=out, stderr=err
-                ).returncode
+                returncode = run_group([program, *command[1:]], pod.workspace, env, out, err, self.signals)
             except OSError as exc:
                 return Outcome("Failed", time.monotonic() - started, f"cannot start {command[0]}: {exc}")
         seconds = time.monotonic() - started
@@ -388,7 +178,10 @@ class Run:
             tail = stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
             reason = f"`{' '.join(command)}` exited {returncode} (log: {stderr})"
             return Outcome("Failed", seconds, reason, "".join(f"\n    {line}" for line in tail))
-        return self.collect(name, template, pod, seconds, stdout)
+        try:
+            return self.collect(name, template, pod, seconds, stdout)
+        except ParamsError as exc:  # an output the task made a link out of its workspace: never read
+            return Outcome("Failed", seconds, str(exc))
 
     def collect(self, name: str, template: dict[str, Any], pod: Pod, seconds: float, stdout: Path) -> Outcome:
         """The task's declared outputs; a missing one fails the task, naming artifact and path."""
@@ -446,9 +239,31 @@ def ready(task: dict[str, Any], done: dict[str, Outcome]) -> tuple[bool, str]:
     return depends_met(" && ".join(needed), phases) if needed else True, f"dependencies {needed} not met"
 
 
+def declared_paths(template: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(what, path) for each path a container template declares: artifacts and output parameters."""
+    for side in ("inputs", "outputs"):
+        for artifact in (template.get(side) or {}).get("artifacts") or []:
+            yield f"{side[:-1]} artifact {artifact.get('name')}", str(artifact.get("path", ""))
+    for parameter in (template.get("outputs") or {}).get("parameters") or []:
+        if "path" in (parameter.get("valueFrom") or {}):
+            yield f"output parameter {parameter.get('name')}", str(parameter["valueFrom"]["path"])
+
+
+def check_paths(tasks: list[dict[str, Any]], templates: dict[str, dict[str, Any]]) -> None:
+    """Refuse, before any task runs, a declared path that `..` takes out of its working directory.
+
+    Paths with placeholders, and links a task makes, are checked again where they are used."""
+    for task in tasks:
+        container = (templates.get(task.get("template", "")) or {}).get("container") or {}
+        working_dir = str(container.get("workingDir") or "/")
+        for what, path in declared_paths(templates.get(task.get("template", "")) or {}):
+            if "{{" not in path + working_dir:
+                Pod(Path(), working_dir).relative(path, f"task {task['name']} {what}")
+
+
 def order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The tasks in an order that runs every task after those it waits for (file order among equals)."""
-    names = [task["name"] for task in tasks]
+    names = [check_task_name(task.get("name")) for task in tasks]
     if len(set(names)) != len(names):
         raise ParamsError(f"task names repeat in the DAG: {names}")
     for task in tasks:
@@ -473,16 +288,24 @@ def run_dag(run: Run, entry: str, report: Callable[[str], None]) -> dict[str, Ou
     if not dag:
         raise ParamsError(f"the entrypoint {entry!r} is not a DAG template; run-local runs DAG workflows")
     tasks = order(dag.get("tasks") or [])
+    check_paths(tasks, run.templates)
     width = max(len(task["name"]) for task in tasks)
     for task in tasks:
         name = task["name"]
         met, why = ready(task, run.done)
+        where = f"workspaces and logs in {run.folder}"
+        if run.signals.received:
+            raise TaskFailed(f"stopped by {Stopped(run.signals.received[0])} before task {name} started; {where}")
         if not met:
             outcome = Outcome("Omitted", reason=why)
         elif task.get("when") and not when_holds(str(task["when"]), run.dag_values(), f"task {name} when"):
             outcome = Outcome("Skipped", reason=f"when {task['when']!r} is false")
         else:
-            outcome = run.execute(task)
+            try:
+                outcome = run.execute(task)
+            except Stopped as stop:
+                stopped = f"stopped by {stop} while task {name} was running: its processes were stopped"
+                raise TaskFailed(f"{stopped}; {where}") from None
         run.done[name] = outcome
         shown = "Skipped" if outcome.phase == "Omitted" else outcome.phase
         report(
@@ -514,7 +337,7 @@ def run_local(
     doc = load_workflow(root, name)
     spec = doc.get("spec") or {}
     templates = {t["name"]: t for t in spec.get("templates") or []}
-    values = workflow_parameters(root, spec, overrides(assignments), _assignments(parameters, "-p"))
+    values = workflow_parameters(root, spec, overrides(assignments), parse_assignments(parameters, "-p"))
     image = image_files(root)
     folder = _new_folder(workdir, name)
     prepare_store(root, values)
@@ -522,7 +345,12 @@ def run_local(
     report(f"{name}: running {root / PIPELINES / name}.yaml task by task in {run.folder}")
     for note in secret_notes(templates):
         report(f"  note: {note}")
-    done = run_dag(run, str(spec.get("entrypoint", "")), report)
+    # SIGTERM or SIGINT stops the running task's processes, then run-local, naming the task.
+    with run.signals:
+        try:
+            done = run_dag(run, str(spec.get("entrypoint", "")), report)
+        except TaskFailed as exc:
+            raise TaskFailed(f"workflow {name}: {exc}") from None
     failed = [(task, outcome) for task, outcome in done.items() if outcome.phase == "Failed"]
     if failed:
         task, outcome = failed[0]

@@ -47,6 +47,7 @@ from .protocol import (
     parse_request,
     read_body,
 )
+from .starting import UntilServing, block
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,9 @@ def worker_app() -> Starlette:
     from ..config import load_params
 
     served = ServedModel(os.environ["MODEL_URI"], os.environ["MODEL_NAME"], os.environ["MODEL_VERSION"])
-    return build_app(load_params(Path(os.environ[PARAMS_FILE_ENV])), served)
+    # uvicorn's handlers only ask a server to stop once it has started: a stop while loading ends it now.
+    with UntilServing():
+        return build_app(load_params(Path(os.environ[PARAMS_FILE_ENV])), served)
 
 
 def main(
@@ -297,7 +300,10 @@ def main(
     host: str,
     port: int,
     workers: int | None = None,
+    starting: UntilServing | None = None,
 ) -> str:
+    """Serve until stopped; a stop signal before serving ends it at once (`starting`, else installed here)."""
+    starting = starting or UntilServing()
     import uvicorn
 
     from . import supervisor
@@ -307,7 +313,8 @@ def main(
     where = f"http://{host}:{port}/v2"
     print(f"serve: {served.name} version {served.version} ({served.uri}) on {where}, {workers} worker(s)", flush=True)
     if workers == 1:
-        uvicorn.run(build_app(params, served), host=host, port=port, **supervisor.UVICORN_OPTIONS)
+        app = build_app(params, served)
+        uvicorn.run(starting.hand_over(app), factory=True, host=host, port=port, **supervisor.UVICORN_OPTIONS)
         return f"stopped serving {served.name} version {served.version}"
     # Several processes, each loading the model the parent resolved and running its own monitoring
     # thread. The model is loaded and checked here first: one that cannot be served stops `serve` with
@@ -321,4 +328,5 @@ def main(
         **{PARAMS_FILE_ENV: str(Path(params_file).resolve())},
     )
     sys.stderr.flush()
+    block()  # a stop signal from here waits for the supervisor's handler
     os.execv(sys.executable, supervisor.command(host, port, workers))

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from typing import Any
 
+from .starting import UntilServing, unblock
+
 # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
 UVICORN_OPTIONS: dict[str, Any] = dict(log_level="warning", access_log=False, timeout_keep_alive=75)
 WORKER_APP = f"{__package__}.server:worker_app"
@@ -39,6 +41,9 @@ def run(host: str, port: int, workers: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # A stop signal held since `serve` exec'd this module ends it now; uvicorn's handlers take over later.
+    UntilServing()
+    unblock()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
