@@ -31,7 +31,7 @@ from .expressions import depends_met, depends_tasks, substitute, when_holds
 from .parameters import assignments as parse_assignments
 from .parameters import environment, prepare_store, secret_notes, workflow_parameters
 from .processes import Stopped, StopSignals, run_group
-from .workspace import LOGS, Pod, check_task_name, copy_artifact, image_files, lay_out_image
+from .workspace import LOGS, Pod, check_task_name, copy_artifact, image_files, lay_out_image, log_end, read_value
 
 PIPELINES = Path("pipelines")
 ARTIFACT_FROM = re.compile(r"^\{\{\s*tasks\.([\w-]+)\.outputs\.artifacts\.([\w-]+)\s*\}\}$")
@@ -168,26 +168,29 @@ class Run:
         program = shutil.which(command[0], path=env["PATH"]) or command[0]
         started = time.monotonic()
         stdout, stderr = logs / f"{name}.out", logs / f"{name}.err"
-        with stdout.open("wb") as out, stderr.open("wb") as err:
+        # The logs are read back through the handles the task wrote to, never by path: the task may have
+        # replaced the path with a link (the workdir is open to it).
+        with stdout.open("w+b") as out, stderr.open("w+b") as err:
             try:
                 returncode = run_group([program, *command[1:]], pod.workspace, env, out, err, self.signals)
             except OSError as exc:
                 return Outcome("Failed", time.monotonic() - started, f"cannot start {command[0]}: {exc}")
-        seconds = time.monotonic() - started
-        if returncode != 0:
-            tail = stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
-            reason = f"`{' '.join(command)}` exited {returncode} (log: {stderr})"
-            return Outcome("Failed", seconds, reason, "".join(f"\n    {line}" for line in tail))
+            seconds = time.monotonic() - started
+            if returncode != 0:
+                tail = log_end(err).splitlines()[-LOG_TAIL:]
+                reason = f"`{' '.join(command)}` exited {returncode} (log: {stderr})"
+                return Outcome("Failed", seconds, reason, "".join(f"\n    {line}" for line in tail))
+            result = log_end(out).strip()
         try:
-            return self.collect(name, template, pod, seconds, stdout)
+            return self.collect(name, template, pod, seconds, result)
         except ParamsError as exc:  # an output the task made a link out of its workspace: never read
             return Outcome("Failed", seconds, str(exc))
 
-    def collect(self, name: str, template: dict[str, Any], pod: Pod, seconds: float, stdout: Path) -> Outcome:
+    def collect(self, name: str, template: dict[str, Any], pod: Pod, seconds: float, result: str) -> Outcome:
         """The task's declared outputs; a missing one fails the task, naming artifact and path."""
         outputs = template.get("outputs") or {}
         outcome = Outcome("Succeeded", seconds)
-        outcome.values["outputs.result"] = stdout.read_text(encoding="utf-8", errors="replace").strip()
+        outcome.values["outputs.result"] = result
         for artifact in outputs.get("artifacts") or []:
             path = pod.path(artifact["path"], f"task {name} output artifact {artifact['name']}")
             if path.exists():
@@ -204,7 +207,7 @@ class Run:
             if "path" in source:
                 path = pod.path(source["path"], f"task {name} output parameter {parameter['name']}")
                 if path.is_file():
-                    outcome.values[key] = path.read_text(encoding="utf-8").rstrip("\n")
+                    outcome.values[key] = read_value(path, f"output parameter {parameter['name']}").rstrip("\n")
                 elif "default" in source:
                     outcome.values[key] = str(source["default"])
                 else:

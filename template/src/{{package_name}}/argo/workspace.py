@@ -13,11 +13,13 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from ..errors import ParamsError
 
 IMAGE_FILTER = ".dockerignore"
 LOGS = "logs"  # the workdir's folder of task logs, beside one workspace per task
+READ_LIMIT = 1024 * 1024  # bytes of a task's stdout (its `result`), log tail or output parameter read into memory
 # Argo's rule for a DAG task's name; run-local also makes it a folder and file name.
 TASK_NAME = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]{0,126}")
 
@@ -180,3 +182,21 @@ def copy_artifact(source: Path, target: Path, folder: Path, what: str) -> None:
             shutil.copy2(source, target, follow_symlinks=False)
     except (OSError, shutil.Error) as exc:  # a named pipe or socket is refused, not read
         raise ParamsError(f"{what}: cannot copy {source} to {target}: {exc}") from None
+
+
+def log_end(handle: IO[bytes]) -> str:
+    """The last READ_LIMIT bytes written to an open log (read through the handle, whatever became of its path)."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - READ_LIMIT))
+    return handle.read().decode("utf-8", errors="replace")
+
+
+def read_value(path: Path, what: str) -> str:
+    """A file a task wrote as a parameter's value; ParamsError naming it when over READ_LIMIT bytes."""
+    with path.open("rb") as handle:
+        value = handle.read(READ_LIMIT + 1)
+    if len(value) > READ_LIMIT:
+        raise ParamsError(
+            f"{what}: {path} holds over {READ_LIMIT} bytes; a parameter is a short value: use an artifact"
+        )
+    return value.decode("utf-8", errors="replace")
