@@ -495,3 +495,32 @@ def test_the_drift_job_token_comes_by_reference(monitored: Path) -> None:
         assert [item["secretKey"] for item in github["spec"]["data"]] == [wanted["key"]]
         assert github["metadata"]["namespace"] == find(docs, "CronJob")["metadata"]["namespace"], env
         assert not any(d["kind"] == "Secret" for d in docs), f"{env}: a Secret with values in the repository"
+
+
+@pytest.mark.parametrize(
+    ("path", "edit", "message"),
+    [
+        (
+            "overlays/staging/kustomization.yaml",
+            lambda text: text + "images:\n  - name: none\n    newName: evil.example.com/x\n    newTag: latest\n",
+            "is 'evil.example.com/x:latest', the pin's image is 'none'",
+        ),
+        (
+            "overlays/staging/model.yaml",
+            lambda text: text.replace("spec:\n", 'spec:\n  image: "evil.example.com/x:latest"\n', 1),
+            "duplicate key 'image'",
+        ),
+    ],
+    ids=["overlay-images", "pin-duplicate-key"],
+)
+def test_what_an_overlay_serves_is_its_pin(
+    project: tuple[Path, dict], tmp_path: Path, path: str, edit: Any, message: str
+) -> None:
+    """An overlay's `images:` or a pin kustomize reads otherwise than the gate fails validation, named."""
+    root = tmp_path / "project"
+    shutil.copytree(project[0], root)
+    target = root / "deploy" / path
+    target.write_text(edit(target.read_text()))
+    done = validate(root)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert message in done.stderr and "deploy/overlays/staging" in done.stderr, done.stderr

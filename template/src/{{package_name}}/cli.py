@@ -16,6 +16,7 @@ from .errors import (
     ManifestError,
     MonitorBreach,
     NotInRegistry,
+    NotReproducible,
     ParamsError,
     PinMismatch,
     RulesChanged,
@@ -45,6 +46,7 @@ EXIT_SKIPS_ENVIRONMENT = 11  # it is not pinned in the previous environment (dev
 EXIT_PIN_MISMATCH = 12  # a pin file disagrees with the registry (edited by hand)
 EXIT_RULES_CHANGED = 13  # a pull request changes the promotion rules in params.yaml and a pin together
 EXIT_TASK_FAILED = 14  # `pipeline run-local`: a task of the workflow failed or left a declared output unwritten
+EXIT_NOT_REPRODUCIBLE = 15  # trained from uncommitted changes: it may serve in the first environment (dev) only
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -58,6 +60,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     WorseThanChampion: EXIT_WORSE_THAN_CHAMPION,
     SkipsEnvironment: EXIT_SKIPS_ENVIRONMENT,
     PinMismatch: EXIT_PIN_MISMATCH,
+    NotReproducible: EXIT_NOT_REPRODUCIBLE,
     RulesChanged: EXIT_RULES_CHANGED,
     TaskFailed: EXIT_TASK_FAILED,
 }

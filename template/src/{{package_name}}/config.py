@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ParamsError
 
@@ -239,6 +240,22 @@ class Serve(_Section):
     fast_path: bool = True
 
 
+# An environment names an overlay folder, a namespace and a registry alias: a DNS label, ASCII only,
+# so that no look-alike character (a Cyrillic "е" in "dеv") names another one than it seems to.
+ENV_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def env_name_problem(name: str) -> str:
+    """Why `name` cannot name an environment; empty when it can."""
+    if ENV_NAME.fullmatch(name):
+        return ""
+    return (
+        f"environment name {name!r} must be lower-case ASCII letters, digits and '-' (a DNS label of at most 63, "
+        "starting and ending with a letter or digit); a look-alike character names another folder, namespace and "
+        "registry alias than the one it seems to: rename it"
+    )
+
+
 class Deploy(_Section):
     overlays: Path = Path("deploy/overlays")
     environments: list[str] = Field(default_factory=lambda: ["dev", "staging", "prod"], min_length=1)
@@ -247,6 +264,14 @@ class Deploy(_Section):
     # The success criterion a challenger must not be worse on than the champion it
     # replaces (`promote`); default: the first of evaluate.success_criteria.
     compare_on: str | None = None
+
+    @field_validator("environments")
+    @classmethod
+    def _dns_labels(cls, names: list[str]) -> list[str]:
+        problems = [problem for name in names if (problem := env_name_problem(name))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return names
 
 
 class Params(_Section):

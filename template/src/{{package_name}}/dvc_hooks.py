@@ -23,6 +23,19 @@ class _NotRecordedYet(logging.Filter):
         return "No file hash info found" not in record.getMessage()
 
 
+def one_line(exc: BaseException) -> str:
+    """DVC's message on one line, with where a YAML cause went wrong (a corrupt dvc.lock: its line)."""
+    text = str(exc)
+    cause = exc.__cause__
+    problem, mark = getattr(cause, "problem", None), getattr(cause, "problem_mark", None)
+    if problem and mark is not None:
+        text += f": {problem} at line {mark.line + 1}"
+    elif cause is not None:
+        text += f": {cause}"
+    text = " ".join(text.split())
+    return f"{text}. Restore the file (git checkout -- <file>) or fix it, then run `dvc checkout`"
+
+
 def branch_checkout(args: list[str]) -> bool:
     """Whether git switched to a branch or commit (not files), outside a rebase: the only case to act on.
 
@@ -48,12 +61,13 @@ def post_checkout(args: list[str]) -> int:
     except NotDvcRepoError:
         return 0
     with repo:
-        outputs = [out for stage in repo.index.stages for out in stage.outs if out.use_cache]
         try:
+            # dvc.yaml and dvc.lock are read here: a corrupt one is DvcException, named in one line.
+            outputs = [out for stage in repo.index.stages for out in stage.outs if out.use_cache]
             # allow_missing: what the cache lacks is found below and named, instead of DVC's bare list.
             changes = repo.checkout(allow_missing=True)
         except DvcException as exc:
-            print(f"DVC checkout failed: {exc}", file=sys.stderr)
+            print(f"DVC checkout skipped, the data is left as it was: {one_line(exc)}", file=sys.stderr)
             return 1
         missing = [str(out) for out in outputs if out.hash_info and not out.exists]
         unrecorded = [str(out) for out in outputs if not out.hash_info and out.exists]

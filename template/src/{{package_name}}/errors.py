@@ -53,6 +53,10 @@ class PinMismatch(PromotionRefused):
     """A pin file disagrees with the registry (storage URI, lineage, serving switch): it was edited by hand."""
 
 
+class NotReproducible(PromotionRefused):
+    """The version was trained from uncommitted changes (git_dirty): it may serve in the first environment only."""
+
+
 class RulesChanged(PromotionRefused):
     """A pull request changes the promotion rules (criteria, environments) together with a pin."""
 

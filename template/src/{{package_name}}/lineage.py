@@ -28,6 +28,8 @@ CHAMPION_ALIAS = "champion-{env}"
 # RUN_ID (the version's own run) and TEMPLATE_VERSION (the project's template when it was promoted).
 # Registries and pins already store both spellings: rename neither.
 COMMIT_TAG = "git_commit"
+# "true" when the work tree differed from that commit (lineage_tags): promotion keeps such a model in dev.
+DIRTY_TAG = "git_dirty"
 RUN_ID = "run_id"
 DATA_HASH_TAG = "dvc_data_hash"
 TEMPLATE_VERSION = "template_version"
@@ -59,9 +61,14 @@ def git_commit(root: Path) -> str:
     return _git(root, "rev-parse", "HEAD") or os.environ.get("GIT_COMMIT") or UNKNOWN
 
 
-def git_dirty(root: Path) -> bool:
-    """True when tracked files differ from the commit (the model may not be reproducible from it)."""
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+def git_dirty(root: Path, outputs: tuple[str, ...] = ()) -> bool:
+    """True when tracked files differ from the commit (the model may not be reproducible from it).
+
+    `outputs` are the pipeline's own results (dvc.lock, reports): DVC rewrites them while
+    the pipeline runs, from the commit's inputs, so they do not count.
+    """
+    excluded = [f":(exclude){path}" for path in outputs]
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded)
     return bool(status)
 
 
@@ -89,11 +96,16 @@ def data_hash(params: Params) -> str:
     return UNKNOWN
 
 
+def pipeline_outputs(params: Params) -> tuple[str, ...]:
+    """What the pipeline writes (dvc.lock and every output path of params.yaml), relative to the project root."""
+    return ("dvc.lock", *(Path(path).as_posix() for path in params.paths.model_dump().values()))
+
+
 def lineage_tags(params: Params) -> dict[str, str]:
     """Tags recorded on the training run and on the registered model version."""
     return {
         COMMIT_TAG: git_commit(params.root),
-        "git_dirty": str(git_dirty(params.root)).lower(),
+        DIRTY_TAG: str(git_dirty(params.root, pipeline_outputs(params))).lower(),
         "data_source": params.ingest.source,
         DATA_HASH_TAG: data_hash(params),
     }

@@ -10,10 +10,12 @@ from ..config import PARAMS_FILE, Params, load_params
 from ..errors import (
     CriteriaNotMet,
     NotInRegistry,
+    NotReproducible,
     ParamsError,
     SkipsEnvironment,
     WorseThanChampion,
 )
+from ..lineage import DIRTY_TAG
 from ..registry import Registry, Version, recorded_slices
 from .pin import Pin, git
 
@@ -66,6 +68,21 @@ def check_order(params: Params, env: str, number: str, previous: Pin | None) -> 
     return f"pinned in {before}"
 
 
+def check_reproducible(params: Params, env: str, version: Version) -> str:
+    """A model trained from uncommitted changes may serve in the first environment, to try it, and no further."""
+    dirty = version.tags.get(DIRTY_TAG, "unknown")
+    if dirty == "false":
+        return "trained from a clean commit"
+    first = params.deploy.environments[0]
+    if env == first:
+        return f"{DIRTY_TAG} is {dirty}: allowed in {first} only"
+    raise NotReproducible(
+        f"{version.model} version {version.number} was trained from a work tree with uncommitted changes "
+        f"({DIRTY_TAG}: {dirty}), so its commit does not reproduce it: it may serve in {first}, not in {env}. "
+        "Commit the change and retrain (make all, or the training workflow), then promote the new version"
+    )
+
+
 def check_not_worse(params: Params, env: str, challenger: Version, champion: Version | None, reason: str) -> str:
     """The champion gate; a reason (`--allow-worse --reason`) lets a deliberate rollback through."""
     if champion is None:
@@ -109,12 +126,14 @@ def gates(
     """Every promotion gate in turn; the first refusal raises. Returns (gate, result) rows for the PR body."""
     check_criteria(params, challenger)
     order = check_order(params, env, challenger.number, previous)
+    reproducible = check_reproducible(params, env, challenger)
     name, _ = compare_metric(params)
     against = check_not_worse(params, env, challenger, champion, reason)
     return [
         ("in the registry", f"version {challenger.number}, run `{challenger.run_id}`"),
         ("success criteria (params.yaml)", "met: " + ", ".join(params.evaluate.success_criteria)),
         (f"order {' → '.join(params.deploy.environments)}", order),
+        ("trained from a commit", reproducible),
         (f"not worse than the champion on {name}", against),
     ]
 
@@ -138,11 +157,12 @@ RULES = {
     "deploy.environments": lambda p: p.deploy.environments,
     "deploy.compare_on": lambda p: p.deploy.compare_on,
     "deploy.overlays": lambda p: p.deploy.overlays,
+    "register.model_name": lambda p: p.registry.model_name,
 }
 
 
 def rules_at(params: Params, base: str) -> Params:
-    """`params` judged by the base branch: success criteria, environments and their order as `base` has them."""
+    """`params` judged by the base branch: success criteria, environments and their order, the model's name."""
     relative = PARAMS_FILE
     shown = git(params.root, "show", f"{base}:./{relative}")
     if shown.returncode != 0:
@@ -154,4 +174,4 @@ def rules_at(params: Params, base: str) -> Params:
             ruled = load_params(path)
         except ParamsError as exc:
             raise ParamsError(f"{base}:{relative} does not load, so the gates have no rules: {exc}") from None
-    return params.model_copy(update={"evaluate": ruled.evaluate, "deploy": ruled.deploy})
+    return params.model_copy(update={"evaluate": ruled.evaluate, "deploy": ruled.deploy, "registry": ruled.registry})

@@ -13,10 +13,11 @@ from typing import Any
 
 import yaml
 
-from ..config import Params
+from ..config import Params, env_name_problem
 from ..errors import ManifestError, ParamsError
-from . import drift_job
+from . import drift_job, served
 from . import schemas as crd_schemas
+from .pin import read_pin
 
 SCHEMAS_ENV = "K8S_SCHEMAS_DIR"
 # The custom-resource schemas the project carries, beside the overlays (see schemas.py).
@@ -323,7 +324,15 @@ def validate(params: Params, schemas: Path | None = None) -> list[str]:
         problems = validate_documents(docs, wrapper, params, folder, label)
         for problem in problems:
             found.setdefault(problem, []).append(target.name)
-        if target.parent == params.root / params.deploy.overlays and target.name in params.deploy.environments:
+        is_overlay = target.parent == params.root / params.deploy.overlays
+        if is_overlay and (problem := env_name_problem(target.name)):
+            failures.append(f"{label}: {problem}")
+        if is_overlay and target.name in params.deploy.environments:
+            # What kustomize serves against the pin, as the promotion gate checks it.
+            try:
+                failures += [f"{label}: {line}" for line in served.problems(docs, read_pin(params, target.name))]
+            except ParamsError as exc:
+                failures.append(str(exc))
             # The drift job against its alerts, the registry's alias and params.yaml.
             failures += [f"{label}: {line}" for line in drift_job.check(docs, target.name, params)]
             failures += [f"{label}: {line}" for line in server_cpu_problems(docs, params)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Bound, Params
-from ..lineage import COMMIT_TAG, DATA_HASH_TAG, RUN_ID, TEMPLATE_VERSION, UNKNOWN
+from ..lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, RUN_ID, TEMPLATE_VERSION, UNKNOWN
 from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
 from .pin import pin_path
 
@@ -95,7 +95,7 @@ def pr_body(
         "",
         "| | |",
         "|---|---|",
-        f"| git commit | `{lineage[COMMIT_TAG]}` (uncommitted changes: {tags.get('git_dirty', UNKNOWN)}) |",
+        f"| git commit | `{lineage[COMMIT_TAG]}` (uncommitted changes: {tags.get(DIRTY_TAG, UNKNOWN)}) |",
         f"| MLflow run | `{lineage[RUN_ID]}` |",
         f"| data | `{tags.get('data_source', UNKNOWN)}`, DVC hash `{lineage[DATA_HASH_TAG]}` |",
         f"| estimator | `{tags.get('estimator', UNKNOWN)}` |",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..config import PACKAGE, PARAMS_FILE, Params
+from ..config import PACKAGE, PARAMS_FILE, Params, env_name_problem
 from ..errors import (
     ParamsError,
     PinMismatch,
@@ -18,7 +18,9 @@ from ..errors import (
 from ..files import read_json, write_atomic
 from ..lineage import COMMIT_TAG, LINEAGE, TEMPLATE_VERSION, UNKNOWN, annotation, is_commit_id, template_version
 from ..registry import CHAMPION_ALIAS, Registry, open_registry
+from . import served
 from .gates import RULES, champion_of, check_env, gates, previous_pin, rules_at
+from .manifests import build
 from .pin import (
     Pin,
     git,
@@ -110,11 +112,39 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
 
 
 def changed_pin_files(params: Params, base: str) -> list[str]:
-    """Environments whose model.yaml differs from `base` in any way, including overlays `base` does not list."""
+    """Environments whose model.yaml differs from `base` in any way, including overlays `base` does not list.
+
+    Paths are read as git stores them (-z, unquoted), whatever their characters; an
+    overlay folder whose name is no environment name is refused here, by name.
+    """
     overlays = params.deploy.overlays.as_posix()
-    names = git(params.root, "diff", "--name-only", base, "--", overlays).stdout.split()
-    pins = [Path(name) for name in names if Path(name).name == "model.yaml"]
-    return sorted({pin.parent.name for pin in pins if pin.parent.parent.as_posix() == overlays})
+    listed = [
+        git(params.root, "-c", "core.quotePath=false", *args, "--", overlays).stdout.split("\0")
+        for args in (("diff", "-z", "--name-only", base), ("ls-files", "-z", "--others", "--exclude-standard"))
+    ]
+    pins = [Path(name) for names in listed for name in names if name and Path(name).name == "model.yaml"]
+    envs = sorted({pin.parent.name for pin in pins if pin.parent.parent.as_posix() == overlays})
+    wrong = [f"{overlays}/{env}/model.yaml: {problem}" for env in envs if (problem := env_name_problem(env))]
+    if wrong:
+        raise ParamsError("\n".join(wrong))
+    return envs
+
+
+def check_served(params: Params) -> list[str]:
+    """Every environment's overlay, built by kustomize, serves exactly its pin: PinMismatch listing what differs."""
+    overlays = params.root / params.deploy.overlays
+    found = {
+        env: served.problems(build(overlays / env)[0], read_pin(params, env)) for env in params.deploy.environments
+    }
+    wrong = [f"{params.deploy.overlays.as_posix()}/{env}: {line}" for env, lines in found.items() for line in lines]
+    if wrong:
+        raise PinMismatch(
+            "kustomize renders something else than the pin (model.yaml) would serve:\n  "
+            + "\n  ".join(wrong)
+            + "\nthe model and its image change only through the pin: remove the overlay's images:/patches: (or the "
+            f"base/components change) that alter them, and promote with `python -m {PACKAGE} promote`"
+        )
+    return [f"{env}: kustomize serves its pin" for env in found]
 
 
 def check(params: Params, base: str, body: Path | None = None) -> str:
@@ -140,8 +170,10 @@ def check(params: Params, base: str, body: Path | None = None) -> str:
         for env in environments
         if pin_state(head := read_pin(rules, env)) != pin_state(base_pin := pin_at(rules, base, env))
     ]
+    # What Argo CD will apply, whether a pin changed or not: an overlay alone can swap the image.
+    served_lines = check_served(rules)
     if not changed:
-        return f"no pin file changed against {base}"
+        return "\n".join([f"no pin file changed against {base}", *served_lines])
     edited = [name for name, rule in RULES.items() if rule(params) != rule(rules)]
     if edited:
         raise RulesChanged(
@@ -152,6 +184,7 @@ def check(params: Params, base: str, body: Path | None = None) -> str:
     params = rules
     registry = open_registry(params)
     lines = [check_pin(params, registry, env, head, base_pin, base) for env, head, base_pin in changed]
+    lines += served_lines
     if body:
         write_atomic(body, "\n".join(f"- {line}" for line in lines) + "\n")
     return "\n".join(lines)
