@@ -286,9 +286,7 @@ def worker_app() -> Starlette:
     from ..config import load_params
 
     served = ServedModel(os.environ["MODEL_URI"], os.environ["MODEL_NAME"], os.environ["MODEL_VERSION"])
-    # uvicorn's handlers only ask a server to stop once it has started: a stop while loading ends it now.
-    with UntilServing():
-        return build_app(load_params(Path(os.environ[PARAMS_FILE_ENV])), served)
+    return build_app(load_params(Path(os.environ[PARAMS_FILE_ENV])), served)
 
 
 def main(
