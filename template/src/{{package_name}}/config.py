@@ -232,12 +232,22 @@ class Serve(_Section):
     # No default here: params.yaml is the one place the port is written.
     port: int = Field(ge=1, le=65535)
     log_inputs: Path | None = None
-    # One log file per worker and window of this many minutes (monitoring/input_log.py).
+    # Log files are grouped in windows of this many minutes (monitoring/input_log.py).
     log_window_minutes: int = Field(default=60, ge=1, le=1440)
+    # Each worker writes its logged rows at least this often: what a killed worker can lose.
+    log_flush_seconds: float = Field(default=30, gt=0, le=3600)
+    # True: a log that cannot be written makes the server unready (503), not only reported.
+    log_inputs_required: bool = False
     # Processes answering requests; 0: one per CPU the server may use (the container's CPU limit).
     workers: int = Field(default=0, ge=0, le=64)
     # Predict on numpy columns (serving/fast_path.py) when the model proves equal to pyfunc at start-up.
     fast_path: bool = True
+
+    @field_validator("log_inputs", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        # Path("") is the project root: an empty setting means no logging, as params.yaml says.
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 # An environment names an overlay folder, a namespace and a registry alias: a DNS label, ASCII only,

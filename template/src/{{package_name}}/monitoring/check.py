@@ -10,7 +10,7 @@ from ..errors import DataError, MonitorBreach, ParamsError
 from ..files import json_text, write_together
 from ..registry import model_dir
 from .current import exists, too_few_rows
-from .input_log import logged_files
+from .input_log import Selection, select_logged
 from .outliers import outliers
 from .reference import load_profile, load_reference
 from .report import html_report, metrics_registry, metrics_text, publish
@@ -44,7 +44,8 @@ def run(params: Params, request: Request) -> str:
         raise
     profile = load_profile(reference)
     settings = params.monitor
-    files = logged_files(request.current, settings.window_hours) if exists(request.current) else []
+    selection = select_logged(request.current, settings.window_hours) if exists(request.current) else Selection([])
+    files = selection.files
     if request.if_present and not files:
         return f"nothing to measure: no input logged in {request.current} in the last {settings.window_hours} h"
     if not exists(request.current):
@@ -53,16 +54,21 @@ def run(params: Params, request: Request) -> str:
         raise DataError(
             f"{request.current} holds no input logged in the last {settings.window_hours} h (monitor.window_hours): "
             "point --current at the server's log folder (serve.log_inputs) or at a file"
+            + (f"; {_skipped_note(selection)}" if selection.skipped else "")
         )
     # Both checks read the rows batch by batch: memory is bounded by a batch, not by the day's traffic.
+    # In a folder, a file that cannot be read is skipped and named; a file named on the command line is read or refused.
+    skipped = selection.skipped if selection.folder else None
     if request.check == "drift":
-        stats = current_stats(profile, files, params.data)
+        stats = current_stats(profile, files, params.data, skipped)
         rows = stats.rows
     else:
         _, detector = load_reference(reference)
-        result = outliers(detector, current_frames(files, params.data), settings.max_outlier_share)
+        result = outliers(detector, current_frames(files, params.data, skipped=skipped), settings.max_outlier_share)
         rows = result["rows"]
+    skipped_note = _skipped_note(selection)
     too_few = too_few_rows(rows, request.current, settings.min_rows)
+    too_few = too_few and "; ".join(filter(None, [too_few, skipped_note]))
     if too_few and request.if_present:
         return f"nothing to measure: {too_few}"
     if too_few:
@@ -77,8 +83,9 @@ def run(params: Params, request: Request) -> str:
     else:
         drift_result, outlier_result = None, result
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"
+    skipped_files = [{"file": name, "reason": why} for name, why in selection.skipped]
     report[out / f"{request.check}.json"] = json_text(
-        {**result, "reference": request.reference, "current": request.current}
+        {**result, "reference": request.reference, "current": request.current, "skipped": skipped_files}
     )
     gauges = metrics_registry(params.registry.model_name, drift_result, outlier_result)
     if request.textfile:
@@ -93,10 +100,18 @@ def run(params: Params, request: Request) -> str:
     )
     if request.textfile:
         published.insert(0, f"metrics -> {request.textfile}")
-    summary = "; ".join([verdict, f"report -> {out}", *published])
+    summary = "; ".join(filter(None, [verdict, skipped_note, f"report -> {out}", *published]))
     if result["breach"]:
         raise MonitorBreach(summary)
     return summary
+
+
+def _skipped_note(selection: Selection) -> str:
+    """The files of the folder the check left out, each with why (empty when none)."""
+    if not selection.skipped:
+        return ""
+    named = ", ".join(f"{name} ({why})" for name, why in selection.skipped)
+    return f"skipped {len(selection.skipped)} file(s) it cannot read: {named}"
 
 
 def _write(report: dict[Path, str], textfile: Path | None) -> None:

@@ -207,7 +207,39 @@ def _reduce(batch: Any, contract: DataContract, where: Any) -> Batch:
     )
 
 
-def _parquet_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator[Any]:
+def _column_types(path: Any, schema: Any, by_name: dict[str, str], contract: DataContract) -> None:
+    """Refuse, naming the column, feature columns that hold no single value per row (lists, structs) or, for
+    a number, a true/false or a time: converting them would measure something else than the model sees."""
+    import pyarrow as pa
+
+    numeric = set(contract.numeric)
+    for feature in contract.features:
+        kind = schema.field(by_name[feature]).type
+        nested = pa.types.is_nested(kind)
+        not_a_number = feature in numeric and (pa.types.is_boolean(kind) or pa.types.is_temporal(kind))
+        if nested or not_a_number:
+            wanted = "numbers" if feature in numeric else "one text value per row"
+            raise DataError(
+                f"{path}: column {feature!r} holds {kind} values, not {wanted} as the model's input: "
+                "log the inputs as the server does (serve.log_inputs) or convert the column"
+            )
+
+
+def _parquet_batches(path: Any, source: Any, contract: DataContract, batch_rows: int) -> Iterator[Any]:
+    by_name = {_normal_name(n): n for n in source.schema_arrow.names}
+    _require_columns(path, contract, by_name)
+    _column_types(path, source.schema_arrow, by_name, contract)
+    # One reading thread: Arrow's column threads each keep their own buffers, and the peak then grows
+    # with the file's length (505 MiB against 365 MiB at 10M rows, for the same time).
+    columns = [by_name[c] for c in contract.features]
+    try:
+        yield from source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and IOError for a damaged page
+        raise DataError(f"{path} is not a readable parquet file: {exc}") from None
+
+
+def _open_parquet(path: Any) -> Any:
+    """The file's footer read (so a file without one fails here, before any of its rows is counted)."""
     import pyarrow.parquet as pq
 
     try:
@@ -217,17 +249,11 @@ def _parquet_batches(path: Any, contract: DataContract, batch_rows: int) -> Iter
 
             filesystem, inside = fsspec.core.url_to_fs(str(path))
             path = filesystem.open(inside, "rb")
-        source = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist: point --current at the logged inputs (serve.log_inputs)") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and others for a broken file
         raise DataError(f"{path} is not a readable parquet file: {exc}") from None
-    by_name = {_normal_name(n): n for n in source.schema_arrow.names}
-    _require_columns(path, contract, by_name)
-    # One reading thread: Arrow's column threads each keep their own buffers, and the peak then grows
-    # with the file's length (505 MiB against 365 MiB at 10M rows, for the same time).
-    columns = [by_name[c] for c in contract.features]
-    yield from source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 def _csv_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator[Any]:
@@ -244,31 +270,52 @@ def _csv_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator
         raise DataError(f"{path} is not a readable csv file: {exc}") from None
 
 
-def arrow_batches(files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS) -> Iterator[Any]:
-    """(file, Arrow record batch) of every file, Parquet or CSV by extension, local or remote."""
+def arrow_batches(
+    files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS, skipped: list | None = None
+) -> Iterator[Any]:
+    """(file, Arrow record batch) of every file, Parquet or CSV by extension, local or remote.
+
+    With a `skipped` list (a log folder's files), a Parquet file that cannot be opened (no footer, not
+    Parquet, gone) is left out and added to it with why, before any of its rows is read; without one, it
+    is an error.
+    """
     for name in files:
-        read = _parquet_batches if name.lower().endswith((".parquet", ".pq")) else _csv_batches
-        for batch in read(name, contract, batch_rows):
+        if not name.lower().endswith((".parquet", ".pq")):
+            for batch in _csv_batches(name, contract, batch_rows):
+                yield name, batch
+            continue
+        try:
+            source = _open_parquet(name)
+        except DataError as exc:
+            if skipped is None:
+                raise
+            skipped.append((name, str(exc).removeprefix(f"{name} ")))
+            continue
+        for batch in _parquet_batches(name, source, contract, batch_rows):
             yield name, batch
 
 
-def batches(files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
+def batches(
+    files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS, skipped: list | None = None
+) -> Iterator[Batch]:
     """Every file's feature columns, batch by batch, reduced and checked."""
-    for name, batch in arrow_batches(files, contract, batch_rows):
+    for name, batch in arrow_batches(files, contract, batch_rows, skipped):
         yield _reduce(batch, contract, name)
 
 
 def current_frames(
-    files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS
+    files: Iterable[str], contract: DataContract, batch_rows: int = BATCH_ROWS, skipped: list | None = None
 ) -> Iterator[pd.DataFrame]:
     """Every file's feature columns as DataFrames of at most `batch_rows` rows, cleaned and checked as
     current.read_current does (for checks that need rows, such as outlier scoring)."""
-    for name, batch in arrow_batches(files, contract, batch_rows):
+    for name, batch in arrow_batches(files, contract, batch_rows, skipped):
         yield clean_current(batch.to_pandas(), name, contract)
 
 
-def current_stats(profile: dict[str, Any], files: Iterable[str], contract: DataContract) -> CurrentStats:
+def current_stats(
+    profile: dict[str, Any], files: Iterable[str], contract: DataContract, skipped: list | None = None
+) -> CurrentStats:
     stats = CurrentStats.for_profile(profile)
-    for batch in batches(files, contract):
+    for batch in batches(files, contract, skipped=skipped):
         stats.update(batch)
     return stats

@@ -62,8 +62,9 @@ def make_metrics() -> Metrics:
         ),
         dropped=Counter(
             "model_server_monitoring_dropped_rows",
-            "Predicted rows neither scored nor logged: the monitoring queue was full",
-            ["model"],
+            "Predicted rows not logged, by reason: queue_full (neither scored nor logged: monitoring fell behind), "
+            "write_error (the input log could not be written), schema (rows not fitting the model's inputs)",
+            ["model", "reason"],
             registry=registry,
         ),
     )

@@ -26,13 +26,13 @@ from starlette.routing import Route
 
 from ..config import Params
 from ..errors import DataError, ParamsError
-from ..monitoring.input_log import InputLog
+from ..monitoring.input_log import InputLog, schema_for
 from ..monitoring.reference import OutlierDetector, load_profile, load_reference
 from .cpus import available_cpus
 from .fast_path import FastModel, check_rows, compile_detector, compile_model
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
-from .observer import Observer
+from .observer import DROP_REASONS, Observer
 from .protocol import (
     BINARY_HEADER,
     BYTES_PER_VALUE,
@@ -70,16 +70,23 @@ class Endpoints:
         log_inputs: Path | None = None,
         log_window_minutes: int = 60,
         fast: FastModel | None = None,
+        log_flush_seconds: float = 30.0,
+        log_required: bool = False,
     ) -> None:
         self.model, self.name, self.version, self.fast = model, name, version, fast
         self.columns, self.max_rows = columns, max_rows
         self.metrics = make_metrics()
         self.metrics.info.labels(name, version, uri).set(1)
+        for reason in DROP_REASONS:  # every reason shows, at 0, before it first happens
+            self.metrics.dropped.labels(name, reason)
+        schema = schema_for((c.name, c.numeric) for c in columns)
+        self.log_required = log_required
         self.observer = Observer(
             detector,
-            InputLog(log_inputs, log_window_minutes) if log_inputs is not None else None,
+            InputLog(log_inputs, schema, log_window_minutes) if log_inputs is not None else None,
             on_outliers=self.metrics.outliers.labels(name).inc,
-            on_dropped=self.metrics.dropped.labels(name).inc,
+            on_dropped=lambda rows, reason: self.metrics.dropped.labels(name, reason).inc(rows),
+            log_seconds=log_flush_seconds,
         )
         # Refuse bodies far larger than max_rows rows could need before reading them into memory.
         self.max_body = max_rows * len(columns) * BYTES_PER_VALUE + 64 * 1024
@@ -107,7 +114,12 @@ class Endpoints:
         return JSONResponse({"live": True})
 
     async def ready(self, _: Request) -> Response:
-        return JSONResponse({"ready": True})
+        """Ready; with an input log that cannot be written, says why, and is unready (503) when
+        serve.log_inputs_required asks for it."""
+        problem = self.observer.log_problem
+        if problem is None:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": not self.log_required, "input_log": problem}, 503 if self.log_required else 200)
 
     async def server_metadata(self, _: Request) -> Response:
         return JSONResponse({"name": "mlops-v2-server", "version": "1", "extensions": ["binary_tensor_data"]})
@@ -249,6 +261,8 @@ def build_app(params: Params, served: ServedModel, announce: bool = True) -> Sta
             log_inputs,
             params.serve.log_window_minutes,
             fast,
+            params.serve.log_flush_seconds,
+            params.serve.log_inputs_required,
         )
     )
 
