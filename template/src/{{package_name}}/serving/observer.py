@@ -68,7 +68,7 @@ class Observer:
         # Why the log cannot be written, or None; read by the readiness endpoint, set by the monitoring thread.
         self.log_problem: str | None = None
         if input_log is not None:
-            self._check_log(input_log.probe)
+            self._writable()  # readiness tells from the start when the folder cannot be written
         self._thread = threading.Thread(target=self._run, name="monitoring", daemon=True)
         self._thread.start()
 
@@ -152,13 +152,18 @@ class Observer:
         A failed write keeps them for the next flush (a retry every log_seconds); only the oldest beyond
         pending_rows are given up, and counted.
         """
-        due = self._pending_count >= self.log_rows or time.monotonic() - self._last_flush >= self.log_seconds
+        # While the log is down, retry every log_seconds only, however many rows wait.
+        full = self._pending_count >= self.log_rows and self.log_problem is None
+        due = full or time.monotonic() - self._last_flush >= self.log_seconds
         if not (force or due):
             return
         self._last_flush = time.monotonic()
+        # While the log is down, an empty file tells whether it is back, without converting any row.
+        if self.log_problem is not None and not self._writable():
+            self._give_up_beyond(self.pending_rows)
+            return
         if not self._pending:
-            if self.log_problem is not None and self.input_log is not None:
-                self._check_log(self.input_log.probe)  # say so as soon as the log can be written again
+            self.log_problem = None
             return
         columns, rows = _concatenate([batch for batch, _ in self._pending]), self._pending_count
         try:
@@ -173,13 +178,13 @@ class Observer:
         self._pending, self._pending_count = [], 0
         self.log_problem = None
 
-    def _check_log(self, attempt: Callable[[], Any]) -> None:
+    def _writable(self) -> bool:
         try:
-            attempt()
+            self.input_log.probe()  # type: ignore[union-attr]
         except Exception as exc:
             self._failed(exc)
-        else:
-            self.log_problem = None
+            return False
+        return True
 
     def _failed(self, exc: Exception) -> None:
         first = self.log_problem is None
