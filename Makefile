@@ -11,7 +11,7 @@ PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo
 
-.PHONY: help setup demo test test-fast scenarios snapshots lint bench fleet cookiecutter-json clean
+.PHONY: help setup demo test test-fast scenarios snapshots lint bench fleet cookiecutter-json docs docs-serve docs-run clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ node_modules/.installed: package.json package-lock.json
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip uv
-	uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r pyproject.toml --extra dev
+	uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r pyproject.toml --extra dev --extra docs
 	@touch $@
 
 demo: setup ## Generate a project with default answers and run its whole local lifecycle
@@ -61,6 +61,17 @@ fleet: setup ## Template version of projects: make fleet PROJECTS="DIR-or-URL ..
 
 cookiecutter-json: setup ## Regenerate cookiecutter.json from the questions in copier.yml
 	python scripts/sync_cookiecutter.py
+
+# The examples come from a real run of a default project, cached in build/docs-run and
+# rerun when the template's files change (minutes); with them unchanged, a build takes seconds.
+docs-run: setup ## Generate a default project and run it for the site's examples (skipped when the template is unchanged)
+	python scripts/docs_run.py
+
+docs: docs-run ## Build the documentation site strictly into build/site (warnings and broken links fail)
+	mkdocs build --strict
+
+docs-serve: docs-run ## Serve the documentation site on http://127.0.0.1:8000 (DOCS_ADDR=host:port)
+	mkdocs serve --strict --dev-addr "$${DOCS_ADDR:-127.0.0.1:8000}"
 
 clean: ## Remove the demo project, caches and the environment
 	rm -rf build .pytest_cache .ruff_cache $(VENV)
