@@ -7,6 +7,8 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS ?= never
+# mkdocs-material prints a banner about its successor on every build.
+export NO_MKDOCS_2_WARNING ?= 1
 PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo

@@ -176,7 +176,12 @@ those rows against the training data of the served model and wrote this report
 (`reports/monitoring/drift.html`) and its figures in `drift.json`. The traffic of the
 example run: {traffic["held_out_rows"]} held-out rows as they are, then
 {traffic["shifted_rows"]} of them with monthly charges times 1.6 and tenures 24 months
-longer, so that two features drift.
+longer, so that two features drift. The check measured {result["rows"]} logged rows against
+{result["reference_rows"]} reference rows, and said (exit code 6, a breach):
+
+```text
+{(RUN / "monitor.txt").read_text().strip()}
+```
 
 {provenance()}
 | feature | measure | distance | drifted |
@@ -188,7 +193,7 @@ longer, so that two features drift.
 <iframe class="drift-report" src="report.html" title="Drift report"
  style="width:100%;height:900px;border:1px solid #ddd"></iframe>
 
-[Open the report on its own](report.html)
+[Open the report on its own](drift-report/report.html)
 """
 
 

@@ -39,12 +39,12 @@ async function visit(name, path) {
 await visit("home", "");
 await visit("lifecycle", "lifecycle/");
 await visit("api", "reference/cli/");
-found.api.objects = await page.locator(".doc-heading code").allTextContents();
+found.api.objects = (await page.locator(".doc-heading").allTextContents()).map((t) => t.replace(/\s+/g, " ").trim());
 
 // Search, typed as a person would, answered by the site's own index in a web worker.
 await page.goto(base, { waitUntil: "networkidle" });
-await page.locator('label[for="__search"]').first().click();
-await page.locator("input.md-search__input").fill(word);
+await page.locator("input.md-search__input").click();
+await page.locator("input.md-search__input").pressSequentially(word, { delay: 50 });
 const results = page.locator(".md-search-result__item");
 await results.first().waitFor({ timeout: 20000 });
 found.search = {

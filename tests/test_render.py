@@ -128,6 +128,7 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         ".github/workflows/promote.yml", ".github/workflows/promotion-pr.yml", ".github/workflows/sync-aliases.yml",
         ".github/workflows/drift-response.yml",
         ".github/CODEOWNERS", ".github/pull_request_template.md", "docs/pipelines.md", "docs/promotion.md",
+        "mkdocs.yml", "docs/hooks.py",
         ".pre-commit-config.yaml", "Dockerfile", "Makefile", "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
