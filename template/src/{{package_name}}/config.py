@@ -228,6 +228,10 @@ class Servers(_Section):
 class Serve(_Section):
     # Bigger batches get 413: one request must not hold the server for long.
     max_batch_rows: int = Field(default=1000, ge=1)
+    # Characters of one text value, and of all a request's text values together: more gets 413
+    # (serving/protocol.py). They bound a request's work and memory, whatever its body holds.
+    max_value_chars: int = Field(default=1024, ge=1)
+    max_request_chars: int = Field(default=1_000_000, ge=1)
     host: str = "127.0.0.1"
     # No default here: params.yaml is the one place the port is written.
     port: int = Field(ge=1, le=65535)

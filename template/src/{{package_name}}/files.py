@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError
+from .text import normal_name, normal_text
 
 
 def table_format(location: str, declared: str = "auto") -> str:
@@ -103,12 +104,14 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Column names in snake case, text trimmed and in lower case; blank cells become missing values."""
-    frame = frame.rename(columns=lambda name: str(name).strip().lower().replace(" ", "_"))
+    """Column names in snake case; text as text.normal_text makes it (the model applies the same), blank as missing."""
+    frame = frame.rename(columns=normal_name)
     for column in frame.columns:
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            text = frame[column].astype("string").str.strip().str.lower()
-            frame[column] = text.mask(text == "", pd.NA)
+            text = frame[column].astype("string")
+            # Each distinct value once: a column holds few categories and many rows.
+            cleaned = {value: normal_text(value) for value in text.dropna().unique()}
+            frame[column] = text.map(cleaned, na_action="ignore").astype("string")
     return frame
 
 

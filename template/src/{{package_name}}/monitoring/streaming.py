@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..config import DataContract, Monitor
 from ..errors import DataError
+from ..text import normal_name, normal_text
 from .current import clean_current
 from .drift import categorical_from_frequencies, numeric_from_quantiles, verdict
 from .reference import MISSING
@@ -142,10 +143,6 @@ class Batch:
     categories: dict[str, dict[str, int]]
 
 
-def _normal_name(name: str) -> str:
-    return str(name).strip().lower().replace(" ", "_")
-
-
 def _require_columns(path: Any, contract: DataContract, names: Iterable[str]) -> None:
     missing = [c for c in contract.features if c not in set(names)]
     if missing:
@@ -180,7 +177,7 @@ def _numbers(column: Any, name: str, where: Any) -> np.ndarray:
 
 
 def _categories(column: Any) -> dict[str, int]:
-    """Counts per category, cleaned as ingest cleans text (trimmed, lower case, blank is missing).
+    """Counts per category, cleaned as ingest and the model clean text (text.normal_text).
 
     Counting first and cleaning only the distinct values keeps the cost per row at one hash.
     """
@@ -192,13 +189,13 @@ def _categories(column: Any) -> dict[str, int]:
     cleaned: Counter = Counter()
     for item in pc.value_counts(column).to_pylist():
         value = item["values"]
-        text = MISSING if value is None else str(value).strip().lower()
+        text = None if value is None else normal_text(str(value))
         cleaned[text or MISSING] += int(item["counts"])
     return cleaned
 
 
 def _reduce(batch: Any, contract: DataContract, where: Any) -> Batch:
-    columns = {_normal_name(n): batch.column(i) for i, n in enumerate(batch.schema.names)}
+    columns = {normal_name(n): batch.column(i) for i, n in enumerate(batch.schema.names)}
     _require_columns(where, contract, columns)
     return Batch(
         rows=batch.num_rows,
@@ -226,7 +223,7 @@ def _column_types(path: Any, schema: Any, by_name: dict[str, str], contract: Dat
 
 
 def _parquet_batches(path: Any, source: Any, contract: DataContract, batch_rows: int) -> Iterator[Any]:
-    by_name = {_normal_name(n): n for n in source.schema_arrow.names}
+    by_name = {normal_name(n): n for n in source.schema_arrow.names}
     _require_columns(path, contract, by_name)
     _column_types(path, source.schema_arrow, by_name, contract)
     # One reading thread: Arrow's column threads each keep their own buffers, and the peak then grows
@@ -262,7 +259,7 @@ def _csv_batches(path: Any, contract: DataContract, batch_rows: int) -> Iterator
     try:
         with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows) as reader:
             for frame in reader:
-                _require_columns(path, contract, [_normal_name(c) for c in frame.columns])
+                _require_columns(path, contract, [normal_name(c) for c in frame.columns])
                 yield pa.RecordBatch.from_pandas(frame, preserve_index=False)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist: point --current at the logged inputs (serve.log_inputs)") from None

@@ -29,12 +29,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..text import normalise_text
+
 log = logging.getLogger(__name__)
 
 # Probabilities may differ from scikit-learn's in the last bits (trees summed in another order).
 PROBABILITY_TOLERANCE = 1e-6
 CHECK_ROWS = 512
 UNSEEN = "(a category never seen in training)"
+# Ways clients send a known category: case, surrounding white space, NULs, nothing but spaces.
+RAW_TEXT: list[Callable[[str], str]] = [
+    str.upper,
+    str.title,
+    lambda text: f"  {text}\t",
+    lambda text: f"{text}\x00",
+    lambda text: f"\x00{text.upper()}\x00",
+    lambda text: " ",
+]
 
 Columns = Mapping[str, np.ndarray]
 
@@ -49,8 +60,20 @@ class NoFastPath(Exception):
 def _is_missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.isnan(values)
-    # Text columns carry a missing value as None (the protocol's null; frame_columns turns NaN into None).
-    return np.equal(values, None)
+    # Text columns carry a missing value as None (the protocol's null; frame_columns turns NaN into None),
+    # or as NaN once the text normalisation has run (what scikit-learn's imputer takes as missing).
+    return np.equal(values, None) | np.not_equal(values, values)
+
+
+def _text_normalisation(step: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's own text normalisation (text.normalise_text, pickled with it), called on the numpy block."""
+    func = getattr(step, "func", None)
+    named = (getattr(func, "__module__", None), getattr(func, "__qualname__", None))
+    if named != (normalise_text.__module__, normalise_text.__qualname__):
+        raise NoFastPath(f"FunctionTransformer({getattr(func, '__qualname__', func)!r})")
+    if step.kw_args or step.validate:
+        raise NoFastPath("FunctionTransformer with kw_args or validate=True")
+    return func
 
 
 def _imputer(step: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -94,19 +117,16 @@ def _one_hot(step: Any) -> Callable[[np.ndarray], np.ndarray]:
     if step.handle_unknown not in ("ignore", "infrequent_if_exist"):
         # 'error' answers a 5xx for an unseen category through pyfunc; the same refusal is not replayed here.
         raise NoFastPath(f"OneHotEncoder(handle_unknown={step.handle_unknown!r})")
-    # categories_ are sorted (np.unique): a binary search finds each value's index, in C.
-    sorted_categories = [np.asarray(categories.tolist(), dtype=str) for categories in step.categories_]
-    if any(np.any(c[1:] < c[:-1]) for c in sorted_categories):
-        raise NoFastPath("OneHotEncoder with categories not in sorted order")
+    # A dict per column, compared as Python compares the encoder's object categories. Never astype(str):
+    # numpy's fixed-width text would take the longest value's width for every row.
+    lookups = [{category: index for index, category in enumerate(c.tolist())} for c in step.categories_]
     widths = [len(c) for c in step.categories_]
     offsets = np.concatenate([[0], np.cumsum(widths)])
 
     def codes(values: np.ndarray, j: int) -> np.ndarray:
         """Each value's category index, -1 when unseen (all zeros, as handle_unknown="ignore" encodes it)."""
-        categories = sorted_categories[j]
-        text = values.astype(str)
-        index = np.searchsorted(categories, text).clip(0, len(categories) - 1)
-        return np.where(categories[index] == text, index, -1)
+        lookup = lookups[j]
+        return np.fromiter((lookup.get(value, -1) for value in values.tolist()), dtype=np.intp, count=len(values))
 
     def encoded(block: np.ndarray) -> np.ndarray:
         out = np.zeros((block.shape[0], int(offsets[-1])), dtype=np.float64)
@@ -121,6 +141,7 @@ def _one_hot(step: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 STEPS: dict[str, Callable[[Any], Callable[[np.ndarray], np.ndarray]]] = {
+    "FunctionTransformer": _text_normalisation,
     "SimpleImputer": _imputer,
     "StandardScaler": _scaler,
     "OneHotEncoder": _one_hot,
@@ -137,7 +158,7 @@ def _chain(transformer: Any) -> tuple[list[Callable[[np.ndarray], np.ndarray]], 
         kind = type(step).__name__
         if kind not in STEPS:
             raise NoFastPath(f"preprocessing step {kind}")
-        numeric = numeric and kind != "OneHotEncoder"
+        numeric = numeric and kind not in ("OneHotEncoder", "FunctionTransformer")
         chain.append(STEPS[kind](step))
     return chain, numeric
 
@@ -326,6 +347,10 @@ def check_rows(profile: dict[str, Any] | None, example: pd.DataFrame | None, row
             else:
                 known = [c for c in spec["frequencies"] if not c.startswith("(")]
                 values = rng.choice(np.asarray([*known, UNSEEN], dtype=object), size=rows)
+                # Text as clients send it: the model's normalisation must give what training saw.
+                raw = rng.random(rows) < 0.3
+                ways = rng.integers(len(RAW_TEXT), size=int(raw.sum()))
+                values[raw] = [RAW_TEXT[k](v) for k, v in zip(ways, values[raw], strict=True)]
                 values[rng.random(rows) < 0.05] = None
                 drawn[name] = values
         frames.append(pd.DataFrame(drawn))

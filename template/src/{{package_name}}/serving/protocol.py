@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from starlette.requests import Request
 
-from ..config import Params
+from ..config import Params, Serve
 from ..errors import ParamsError
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
@@ -51,6 +51,21 @@ BINARY_DTYPES = {
 
 
 OUTPUT_NAME = "output-1"
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """How much text one request may carry, in characters (serve.max_value_chars / serve.max_request_chars)."""
+
+    value_chars: int = Serve.model_fields["max_value_chars"].default
+    request_chars: int = Serve.model_fields["max_request_chars"].default
+
+    @classmethod
+    def of(cls, params: Params) -> TextLimits:
+        return cls(params.serve.max_value_chars, params.serve.max_request_chars)
+
+
+DEFAULT_TEXT_LIMITS = TextLimits()
 
 
 class BadRequest(ValueError):
@@ -210,6 +225,24 @@ def _check_values(column: InputColumn, values: list[Any]) -> None:
             raise BadRequest(f"input '{column.name}' row {row}: {value!r} is not a string")
 
 
+def _check_text(column: InputColumn, values: list[Any], limits: TextLimits) -> int:
+    """The characters of a checked text column; BadRequest (413) naming the row when one value is over the limit.
+
+    Everything after the parse works on these values (the text normalisation, the encoder), so a
+    limit here bounds the work and memory of the whole request.
+    """
+    texts = list(filter(None, values))  # no None (missing) nor "" (nothing to count)
+    longest = max(map(len, texts), default=0)
+    if longest > limits.value_chars:
+        row = next(i for i, v in enumerate(values) if v is not None and len(v) == longest)
+        raise BadRequest(
+            f"input '{column.name}' row {row}: a value of {longest} characters is over the limit of "
+            f"{limits.value_chars} (serve.max_value_chars)",
+            413,
+        )
+    return sum(map(len, texts))
+
+
 @dataclass
 class InferRequest:
     """A checked request: its columns as numpy arrays (float64 with NaN, or objects with None), in model order."""
@@ -247,12 +280,17 @@ def _wants_binary_output(payload: dict[str, Any]) -> bool:
 
 
 def parse_request(
-    body: bytes, columns: list[InputColumn], max_rows: int, header_length: int | None = None
+    body: bytes,
+    columns: list[InputColumn],
+    max_rows: int,
+    header_length: int | None = None,
+    text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
 ) -> InferRequest:
     """A V2 inference request as columns in the model's order; BadRequest if wrong.
 
     With `header_length` (the binary data extension), the first that many bytes are the JSON
-    and the rest are the tensors whose inputs give a `binary_data_size`.
+    and the rest are the tensors whose inputs give a `binary_data_size`. Text values longer than
+    `text_limits` allow, one by one or all together, get 413.
     """
     binary = b""
     if header_length is not None:
@@ -295,10 +333,19 @@ def parse_request(
         raise BadRequest("the request has no rows")
     if n_rows > max_rows:
         raise BadRequest(f"{n_rows} rows is over the limit of {max_rows} per request: split the batch", 413)
-    arrays = {}
+    arrays, characters = {}, {}
     for column in columns:
         datatype, values = received[column.name]
         arrays[column.name] = _column_array(column, datatype, values)
+        if not column.numeric:
+            characters[column.name] = _check_text(column, values, text_limits)
+    if sum(characters.values()) > text_limits.request_chars:
+        most = max(characters, key=characters.__getitem__)
+        raise BadRequest(
+            f"the request's text values hold {sum(characters.values())} characters ({characters[most]} in input "
+            f"'{most}'), over the limit of {text_limits.request_chars} (serve.max_request_chars): split the batch",
+            413,
+        )
     request_id = payload.get("id")
     return InferRequest(arrays, request_id if isinstance(request_id, str) else None, _wants_binary_output(payload))
 
@@ -334,14 +381,24 @@ def binary_output(values: np.ndarray, datatype: str) -> bytes:
     return values.astype(BINARY_DTYPES[datatype], copy=False).tobytes()
 
 
+def byte_count(value: str) -> int | None:
+    """A header's count of bytes: ASCII digits only, else None. (str.isdigit takes "²" and other digits
+    that int() refuses.)"""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    # More digits than any body has: a count beyond every limit, without int() on all of them.
+    return int(value) if len(value) <= 18 else 10**18
+
+
 def header_length(request: Request) -> int | None:
     """The JSON header's length when the request uses the binary data extension, else None."""
     value = request.headers.get(BINARY_HEADER)
     if value is None:
         return None
-    if not value.isdigit():
-        raise BadRequest(f"header {BINARY_HEADER} must be the JSON header's length in bytes, not {value!r}")
-    return int(value)
+    length = byte_count(value)
+    if length is None:
+        raise BadRequest(f"header {BINARY_HEADER} must be the JSON header's length in bytes (0-9), not {value!r}")
+    return length
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -350,7 +407,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     Reading stops there, so a body of any size costs at most `limit` bytes of memory.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size = byte_count(declared) if declared is not None else None
+    if size is not None and size > limit:
         raise BadRequest(f"the body of {declared} bytes is over the limit of {limit}: split the batch", 413)
     chunks, size = [], 0
     async for chunk in request.stream():

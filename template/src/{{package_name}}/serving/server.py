@@ -36,10 +36,12 @@ from .observer import DROP_REASONS, Observer
 from .protocol import (
     BINARY_HEADER,
     BYTES_PER_VALUE,
+    DEFAULT_TEXT_LIMITS,
     OUTPUT_NAME,
     BadRequest,
     InferRequest,
     InputColumn,
+    TextLimits,
     binary_output,
     header_length,
     input_columns,
@@ -72,9 +74,10 @@ class Endpoints:
         fast: FastModel | None = None,
         log_flush_seconds: float = 30.0,
         log_required: bool = False,
+        text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
     ) -> None:
         self.model, self.name, self.version, self.fast = model, name, version, fast
-        self.columns, self.max_rows = columns, max_rows
+        self.columns, self.max_rows, self.text_limits = columns, max_rows, text_limits
         self.metrics = make_metrics()
         self.metrics.info.labels(name, version, uri).set(1)
         for reason in DROP_REASONS:  # every reason shows, at 0, before it first happens
@@ -145,7 +148,7 @@ class Endpoints:
             if request.headers.get("content-encoding", "identity") != "identity":
                 raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
             body = await read_body(request, self.max_body)
-            parsed = parse_request(body, self.columns, self.max_rows, header_length(request))
+            parsed = parse_request(body, self.columns, self.max_rows, header_length(request), self.text_limits)
             predictions = self._predictions(parsed)
         except BadRequest as exc:
             # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
@@ -263,6 +266,7 @@ def build_app(params: Params, served: ServedModel, announce: bool = True) -> Sta
             fast,
             params.serve.log_flush_seconds,
             params.serve.log_inputs_required,
+            TextLimits.of(params),
         )
     )
 

@@ -11,17 +11,23 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from ..config import DataContract, Params
 from ..files import read_table, write_table
+from ..text import normalise_text
 
 
 def build_preprocessor(contract: DataContract) -> ColumnTransformer:
-    """Impute, scale numeric columns; impute, one-hot encode categorical ones."""
+    """Impute, scale numeric columns; normalise text as ingest does, impute, one-hot encode categorical ones.
+
+    The normalisation is part of the model so that a served request with " Month-To-Month "
+    gets what training saw ("month-to-month"), whichever server loads the model.
+    """
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [
+            ("normalise", FunctionTransformer(normalise_text, feature_names_out="one-to-one")),
             ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
             ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]

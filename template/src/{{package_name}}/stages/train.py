@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
@@ -18,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 
+from .. import text
 from ..config import Params, Train
 from ..errors import ParamsError
 from ..files import read_table, write_json
@@ -93,6 +97,17 @@ def _log_search(params: Params, rows: int) -> None:
     )
 
 
+@contextlib.contextmanager
+def _carrying_the_text_normalisation() -> Iterator[None]:
+    """Pickle text.py into the model by value: MLServer and `mlflow models serve` load the model in
+    environments without this package, and the model's first text step calls it."""
+    cloudpickle.register_pickle_by_value(text)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(text)
+
+
 def _save_model(params: Params, best: BaseEstimator, features: pd.DataFrame) -> str:
     """Save the model in the workspace and log it to MLflow, its monitoring reference with it; its URI."""
     example = features.dropna().head(3)
@@ -110,8 +125,9 @@ def _save_model(params: Params, best: BaseEstimator, features: pd.DataFrame) -> 
         # The reference profile and outlier detector travel with the model (extra_files).
         "extra_files": write_reference(params, best, features, scratch),
     }
-    mlflow.sklearn.save_model(best, model_dir, **saved)
-    logged = mlflow.sklearn.log_model(best, name="model", **saved)
+    with _carrying_the_text_normalisation():
+        mlflow.sklearn.save_model(best, model_dir, **saved)
+        logged = mlflow.sklearn.log_model(best, name="model", **saved)
     shutil.rmtree(scratch)
     return logged.model_uri
 
