@@ -72,6 +72,7 @@ PACKAGE_MODULES = [
     "stages/summary.py",
     "stages/train.py",
     "stages/validate.py",
+    "text.py",
 ]
 ENVIRONMENTS = ["dev", "staging", "prod"]
 SERVING_FILES = {
@@ -134,7 +135,7 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
         "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_servers.py",
         "tests/test_workflow.py", "tests/test_layout.py", "tests/test_dvc_truth.py",
-        "tests/test_run_local.py", "tests/test_cpus.py", "tests/test_dvc_hooks.py",
+        "tests/test_run_local.py", "tests/test_cpus.py", "tests/test_dvc_hooks.py", "tests/test_feature_contract.py",
         "bench/serving.py", "bench/monitoring.py", "bench/monitoring.json",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
