@@ -16,6 +16,8 @@ from pathlib import Path
 import yaml
 
 RAW_DIR = Path("data/raw")
+# Where `make setup` installs uv when it is not on PATH.
+VENV_UV = Path(".venv/bin/uv")
 
 
 def run(*cmd: str) -> bool:
@@ -75,22 +77,44 @@ def ensure_dvc_tracking() -> bool:
     return True
 
 
+def project_uv(python_version: str | None) -> str | None:
+    """uv from PATH, else the one in the project's .venv, installed there from PyPI with pip as `make setup` does."""
+    found = shutil.which("uv") or (str(VENV_UV) if VENV_UV.is_file() else None)
+    if found:
+        return found
+    print("uv is not on PATH: installing it into .venv with pip, to write uv.lock")
+    python = Path(".venv/bin/python")
+    if not python.is_file():
+        # The interpreter `make setup` creates .venv with.
+        candidates = [f"python{python_version}"] if python_version else []
+        base = next((path for name in [*candidates, "python3"] if (path := shutil.which(name))), sys.executable)
+        if not quiet(base, "-m", "venv", ".venv"):
+            return None
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "uv"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        print(f"uv could not be installed ({(done.stderr.strip().splitlines() or ['pip failed'])[-1]})")
+        return None
+    return str(VENV_UV)
+
+
 def ensure_lock() -> None:
     """Resolve uv.lock, the versions `make setup` and the image install, so that the first commit pins them.
 
-    Resolved against the package index, or from uv's cache when the index is out of reach. Without uv,
-    `make setup` installs with pip and there is no lock until someone runs `uv lock`.
+    Resolved against the package index, or from uv's cache when the index is out of reach. Without uv on
+    PATH, uv is first installed into the project's .venv (where `make setup` finds it).
     """
     if Path("uv.lock").exists():
         return
-    uv = shutil.which("uv")
-    if uv is None:
-        print("uv is not on PATH: no uv.lock yet (the image build needs one): run `uv lock` and commit uv.lock.")
-        return
     answers = yaml.safe_load(Path(".copier-answers.yml").read_text(encoding="utf-8")) or {}
+    version = str(answers["python_version"]) if "python_version" in answers else None
+    uv = project_uv(version)
+    if uv is None:
+        print("uv.lock not written: `make setup` installs uv and writes it; commit it then (`make all` lists it).")
+        return
     # The interpreter `make setup` uses; an installed one, as there, never a download.
-    python = ["--python", str(answers["python_version"])] if "python_version" in answers else []
-    cmd = [uv, "lock", "--quiet", *python]
+    cmd = [uv, "lock", "--quiet", *(["--python", version] if version else [])]
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": os.environ.get("UV_PYTHON_DOWNLOADS", "never")}
     attempts = [subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)]
     if attempts[0].returncode != 0:

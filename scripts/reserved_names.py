@@ -11,7 +11,7 @@ time, shadows that module or is shadowed by it, and imports break. The list is t
 - the top-level modules of extra site directories (`--site`): packages a generated project's
   lock file installs only on another Python version or platform, installed there with
   `uv pip install --target DIR --no-deps --python-platform ... --python-version ...`;
-- the installers that may sit in a project's environment (pip, setuptools) and the folders of a
+- the installers that may sit in a project's environment (pip, setuptools, uv) and the folders of a
   generated project that Python imports from its root (src, tests, pipelines),
 
 kept to the names package_name's pattern allows. Names are only added: a name found on one
@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 INCLUDE = ROOT / "includes" / "reserved_names.jinja"
 # package_name's own pattern (copier.yml): other names cannot be answered anyway.
 VALID = re.compile(r"[a-z_][a-z0-9_]*\Z")
-# Installers a pip-made environment carries, and the project's own importable folders.
-ALWAYS = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel", "src", "tests", "pipelines"}
+# Installers an environment may carry (uv: `make setup` installs it where it is not on PATH), and the
+# project's own importable folders.
+ALWAYS = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel", "uv", "src", "tests", "pipelines"}
 MODULE_FILE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\..*)?\.(py|pyc|pyd|so)\Z")
 
 # Runs inside each interpreter: prints the top-level names it can import, as JSON.
@@ -68,7 +69,7 @@ HEADER = """\
     Written by scripts/reserved_names.py, which explains how the list is made: Python's
     keywords, the standard library of Python 3.10 to 3.13, every top-level module of a
     generated project's environment (all extras, both DVC remotes) and of the packages its
-    lock file installs only on other Python versions or platforms, pip and setuptools, and
+    lock file installs only on other Python versions or platforms, pip, setuptools and uv, and
     the project's own folders (the script's docstring gives the exact recipe).
     tests/test_validators.py checks the standard library and the direct dependencies; the
     slow tests check a freshly installed project environment. -#}

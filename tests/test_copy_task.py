@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +36,8 @@ def test_first_commit_has_everything_but_raw_data(project: tuple[Path, Path]) ->
     tracked = git(root, "ls-files").splitlines()
     assert "data/raw.dvc" in tracked and ".copier-answers.yml" in tracked
     assert not [path for path in tracked if path.startswith("data/raw/")]
-    # The versions `make setup` installs are pinned from the start when uv is there to resolve them.
-    assert ("uv.lock" in tracked) == (shutil.which("uv") is not None)
+    # The versions `make setup` and the image install are pinned from the start.
+    assert "uv.lock" in tracked
 
 
 def test_sample_data_is_in_the_remote(project: tuple[Path, Path]) -> None:
@@ -95,3 +94,21 @@ def test_project_inside_another_repository_gets_its_own(tmp_path: Path) -> None:
     assert (root / ".git").is_dir()
     assert git(root, "rev-list", "--count", "HEAD") == "1"
     assert "data/raw.dvc" in git(root, "ls-files").splitlines()
+
+
+@pytest.mark.slow
+def test_without_uv_on_path_the_first_commit_still_has_the_lock(tmp_path: Path) -> None:
+    """Generated where uv is not on PATH (`pipx install copier`): uv is put in .venv with pip; uv.lock is committed."""
+    root = generate(tmp_path / "project", tmp_path / "remote")
+    hide_uv = (
+        "import runpy, shutil;"
+        "which = shutil.which;"
+        "shutil.which = lambda name, *a, **k: None if name == 'uv' else which(name, *a, **k);"
+        f"runpy.run_path({str(POST_COPY)!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", hide_uv], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "installing it into .venv" in done.stdout
+    assert (root / ".venv/bin/uv").is_file()
+    assert "uv.lock" in git(root, "ls-files").splitlines()
+    assert git(root, "status", "--porcelain") == ""
