@@ -56,6 +56,7 @@ PACKAGE_MODULES = [
     "sample_data.py",
     "serving/__init__.py",
     "serving/cpus.py",
+    "serving/drain.py",
     "serving/fast_path.py",
     "serving/metrics.py",
     "serving/model.py",

@@ -246,6 +246,8 @@ class Serve(_Section):
     workers: int = Field(default=0, ge=0, le=64)
     # Predict on numpy columns (serving/fast_path.py) when the model proves equal to pyfunc at start-up.
     fast_path: bool = True
+    # After SIGTERM: readiness 503, requests still answered this long, then a graceful stop (serving/drain.py).
+    drain_seconds: float = Field(default=5, ge=0, le=120)
 
     @field_validator("log_inputs", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from ..errors import DataError, ParamsError
 from ..monitoring.input_log import InputLog, schema_for
 from ..monitoring.reference import OutlierDetector, load_profile, load_reference
 from .cpus import available_cpus
+from .drain import Drain
 from .fast_path import FastModel, check_rows, compile_detector, compile_model
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
@@ -75,9 +76,11 @@ class Endpoints:
         log_flush_seconds: float = 30.0,
         log_required: bool = False,
         text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
+        drain_seconds: float = 0,
     ) -> None:
         self.model, self.name, self.version, self.fast = model, name, version, fast
         self.columns, self.max_rows, self.text_limits = columns, max_rows, text_limits
+        self.drain = Drain(drain_seconds)
         self.metrics = make_metrics()
         self.metrics.info.labels(name, version, uri).set(1)
         for reason in DROP_REASONS:  # every reason shows, at 0, before it first happens
@@ -118,7 +121,9 @@ class Endpoints:
 
     async def ready(self, _: Request) -> Response:
         """Ready; with an input log that cannot be written, says why, and is unready (503) when
-        serve.log_inputs_required asks for it."""
+        serve.log_inputs_required asks for it. Draining after SIGTERM: unready, so routing moves elsewhere."""
+        if self.drain.draining:
+            return JSONResponse({"ready": False, "draining": True}, 503)
         problem = self.observer.log_problem
         if problem is None:
             return JSONResponse({"ready": True})
@@ -217,6 +222,7 @@ def create_app(endpoints: Endpoints) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        endpoints.drain.install()
         yield
         endpoints.observer.close()
 
@@ -267,6 +273,7 @@ def build_app(params: Params, served: ServedModel, announce: bool = True) -> Sta
             params.serve.log_flush_seconds,
             params.serve.log_inputs_required,
             TextLimits.of(params),
+            params.serve.drain_seconds,
         )
     )
 
