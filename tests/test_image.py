@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -270,12 +271,26 @@ def test_worker_count_follows_the_cpu_limit_in_the_container(
     options = [limit] if limit else []
     if fake is not None:
         (tmp_path / "cpu.max").write_text(fake + "\n")
+        # Readable by the image's user, as the real files are.
+        tmp_path.chmod(0o755)
+        (tmp_path / "cpu.max").chmod(0o644)
         options.append(f"--volume={tmp_path}:/sys/fs/cgroup:ro")
     script = f"from {built.package}.serving.cpus import available_cpus; print(available_cpus())"
     done = built.engine.docker(
         "run", "--rm", "--read-only", "--user=10001", *options, built.image, "python", "-c", script
     )
     assert int(done.stdout.strip()) == expected
+
+
+def kubelet_expand(args: list[str], env: list[dict[str, Any]]) -> list[str]:
+    """`$(NAME)` in a container's arguments replaced by the value of its env entry NAME, as the kubelet does
+    (`$$` escapes; a name without a value stays as written)."""
+    values = {item["name"]: item["value"] for item in env if "value" in item}
+
+    def one(match: re.Match[str]) -> str:
+        return "$" if match[0] == "$$" else values.get(match[1], match[0])
+
+    return [re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", one, arg) for arg in args]
 
 
 class _Pushgateway(BaseHTTPRequestHandler):
@@ -322,11 +337,12 @@ def test_drift_job_command_runs_against_a_log_folder(built: Built, tmp_path: Pat
         done = built.engine.docker(
             "run", "--rm", *pod_options(pod["securityContext"], container, container["resources"]),
             f"--volume={model}:{KSERVE_MODEL_DIR}:ro", f"--volume={server.log_folder}:/logs:ro",
-            built.image, *container["command"], *container["args"],
+            built.image, *container["command"], *kubelet_expand(container["args"], container["env"]),
             check=False,
         )  # fmt: skip
     finally:
         gateway.shutdown()
+        gateway.server_close()
     assert done.returncode == 0, done.stdout + done.stderr
     # The figures reached the Pushgateway, grouped by the namespace the pod runs in.
     assert _Pushgateway.pushed and "/namespace/dev" in _Pushgateway.pushed[-1][0], _Pushgateway.pushed
