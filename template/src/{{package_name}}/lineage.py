@@ -67,7 +67,7 @@ def git_dirty(root: Path, outputs: tuple[str, ...] = ()) -> bool:
     `outputs` are the pipeline's own results (dvc.lock, reports): DVC rewrites them while
     the pipeline runs, from the commit's inputs, so they do not count.
     """
-    excluded = [f":(exclude){path}" for path in outputs]
+    excluded = [f":(exclude,literal){path}" for path in outputs]
     status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded)
     return bool(status)
 
@@ -96,16 +96,25 @@ def data_hash(params: Params) -> str:
     return UNKNOWN
 
 
-def pipeline_outputs(params: Params) -> tuple[str, ...]:
-    """What the pipeline writes (dvc.lock and every output path of params.yaml), relative to the project root."""
-    return ("dvc.lock", *(Path(path).as_posix() for path in params.paths.model_dump().values()))
+def pipeline_outputs(root: Path) -> tuple[str, ...]:
+    """What the pipeline writes: dvc.lock and every output it records, relative to the project root.
+
+    Read from dvc.lock rather than params.yaml: these are names to leave out of the dirty
+    check, not files a stage reads. An unreadable lock leaves only itself out.
+    """
+    try:
+        stages = (yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}).get("stages") or {}
+        outs = [str(out["path"]) for stage in stages.values() for out in stage.get("outs") or []]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, KeyError):
+        outs = []
+    return ("dvc.lock", *outs)
 
 
 def lineage_tags(params: Params) -> dict[str, str]:
     """Tags recorded on the training run and on the registered model version."""
     return {
         COMMIT_TAG: git_commit(params.root),
-        DIRTY_TAG: str(git_dirty(params.root, pipeline_outputs(params))).lower(),
+        DIRTY_TAG: str(git_dirty(params.root, pipeline_outputs(params.root))).lower(),
         "data_source": params.ingest.source,
         DATA_HASH_TAG: data_hash(params),
     }
