@@ -65,6 +65,7 @@ PACKAGE_MODULES = [
     "serving/server.py",
     "serving/starting.py",
     "serving/supervisor.py",
+    "serving/worker.py",
     "stages/__init__.py",
     "stages/evaluate.py",
     "stages/featurize.py",

@@ -19,22 +19,13 @@ from .starting import UntilServing, unblock
 
 # Keep-alive longer than the usual 60 s idle timeout of load balancers, so they close connections first.
 UVICORN_OPTIONS: dict[str, Any] = dict(log_level="warning", access_log=False, timeout_keep_alive=75)
-WORKER_APP = f"{__package__}.supervisor:worker_app"
+WORKER_APP = f"{__package__}.worker:app"
 
 
 def command(host: str, port: int, workers: int) -> list[str]:
     """The command line that runs this module as the parent of `workers` processes."""
     module = f"{__package__}.supervisor"
     return [sys.executable, "-m", module, "--host", host, "--port", str(port), "--workers", str(workers)]
-
-
-def worker_app() -> Any:
-    """One worker's app (serving.server.worker_app), imported and loaded under a handler that ends the worker
-    at a stop signal: uvicorn's own handlers only ask a server to stop once it has started."""
-    with UntilServing():
-        from .server import worker_app as build
-
-        return build()
 
 
 def run(host: str, port: int, workers: int) -> None:
