@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import yaml
@@ -97,7 +97,8 @@ def data_hash(params: Params) -> str:
 
 
 def pipeline_outputs(root: Path) -> tuple[str, ...]:
-    """What the pipeline writes: dvc.lock and every output it records, relative to the project root.
+    """What the pipeline writes: dvc.lock, every output it records and the .gitignore DVC keeps beside
+    each (it stages those itself), relative to the project root.
 
     Read from dvc.lock rather than params.yaml: these are names to leave out of the dirty
     check, not files a stage reads. An unreadable lock leaves only itself out.
@@ -107,7 +108,8 @@ def pipeline_outputs(root: Path) -> tuple[str, ...]:
         outs = [str(out["path"]) for stage in stages.values() for out in stage.get("outs") or []]
     except (OSError, yaml.YAMLError, AttributeError, TypeError, KeyError):
         outs = []
-    return ("dvc.lock", *outs)
+    ignores = {(PurePosixPath(out).parent / ".gitignore").as_posix() for out in outs}
+    return ("dvc.lock", *outs, *sorted(ignores))
 
 
 def lineage_tags(params: Params) -> dict[str, str]:
