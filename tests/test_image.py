@@ -7,6 +7,7 @@ default `python_version` ("3.11") only.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -346,3 +347,78 @@ def test_drift_job_command_runs_against_a_log_folder(built: Built, tmp_path: Pat
     assert done.returncode == 0, done.stdout + done.stderr
     # The figures reached the Pushgateway, grouped by the namespace the pod runs in.
     assert _Pushgateway.pushed and "/namespace/dev" in _Pushgateway.pushed[-1][0], _Pushgateway.pushed
+
+
+@dataclass
+class Answered:
+    sent: float
+    status: int | str
+
+
+def keep_alive_load(url: str, path: str, body: bytes, answered: list[Answered], stop: threading.Event) -> None:
+    """V2 infer requests one after another on a kept-alive connection (a new one after a failure), each
+    recorded with when it was sent and its status, or the error that cut it off."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    while not stop.is_set():
+        sent = time.monotonic()
+        try:
+            connection.request("POST", path, body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            answered.append(Answered(sent, response.status))
+        except (OSError, http.client.HTTPException) as exc:
+            answered.append(Answered(sent, type(exc).__name__))
+            connection.close()
+            time.sleep(0.05)  # the server is gone: do not spin
+    connection.close()
+
+
+def test_docker_stop_drains_under_load(built: Built, tmp_path: Path, container_names: list[str]) -> None:
+    """`docker stop` (SIGTERM) under keep-alive load: readiness turns 503 at once, every request sent during
+    serve.drain_seconds gets a 200, the container exits 0/143 within the pod's grace period, and every
+    answered row is in the input log on the mounted folder."""
+    container_names.append("server-drain")
+    server = start_server(built, tmp_path, "server-drain")
+    body, _ = v2_body(built, 3)
+    model = find(built.overlay(), "InferenceService")["metadata"]["name"]
+    drain_seconds = float(yaml.safe_load((built.root / "params.yaml").read_text())["serve"]["drain_seconds"])
+    grace = int(find(built.overlay(), "InferenceService")["spec"]["predictor"]["terminationGracePeriodSeconds"])
+    answered: list[Answered] = []
+    stop = threading.Event()
+    clients = [
+        threading.Thread(
+            target=keep_alive_load,
+            args=(server.url, f"/v2/models/{model}/infer", json.dumps(body).encode(), answered, stop),
+        )
+        for _ in range(3)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(2)
+        assert any(a.status == 200 for a in answered), answered[-5:]
+        stopper = threading.Thread(target=built.engine.docker, args=("stop", f"--time={grace}", server.name))
+        signalled = time.monotonic()
+        stopper.start()
+        time.sleep(0.5)
+        ready = request(f"{server.url}/v2/health/ready")[0]
+        stopper.join(timeout=grace + 30)
+        stopped = time.monotonic() - signalled
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+    state = json.loads(built.engine.docker("inspect", "--format", "{{json .State}}", server.name).stdout)
+    logs = server.logs(built)
+    assert ready == 503, logs[-3000:]
+    # Sent before the drain ended: answered, none refused or cut off.
+    during = [a for a in answered if a.sent >= signalled and a.sent < signalled + drain_seconds]
+    assert during and all(a.status == 200 for a in during), [a for a in during if a.status != 200][:5]
+    assert all(a.status == 200 for a in answered if a.sent < signalled + drain_seconds)
+    assert state["ExitCode"] in (0, 143) and not state["OOMKilled"], (state, logs[-3000:])
+    assert drain_seconds <= stopped < grace, (stopped, logs[-3000:])
+    assert f"draining for {drain_seconds:g} s" in logs and "stopped serving" in logs, logs[-3000:]
+    assert "Traceback" not in logs, logs[-3000:]
+    rows = 3 * sum(1 for a in answered if a.status == 200)
+    assert logged_rows(built, server.log_folder) == rows

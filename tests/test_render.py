@@ -138,7 +138,7 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_servers.py",
         "tests/test_workflow.py", "tests/test_layout.py", "tests/test_dvc_truth.py",
         "tests/test_run_local.py", "tests/test_cpus.py", "tests/test_dvc_hooks.py", "tests/test_feature_contract.py",
-        "bench/serving.py", "bench/monitoring.py", "bench/monitoring.json",
+        "bench/serving.py", "bench/recovery.py", "bench/monitoring.py", "bench/monitoring.json",
         *(f"src/{package}/{module}" for module in PACKAGE_MODULES),
         *deploy_files(serving_runtime, enable_monitoring),
     }  # fmt: skip
