@@ -290,6 +290,27 @@ class Deploy(_Section):
         return names
 
 
+# A dotted module path, a colon, a dotted attribute path: what entry points accept (extensions.py loads it).
+HOOK_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+class Hooks(_Section):
+    """The project's code the platform calls (extensions.py; docs/hooks.md): "module:attribute", or empty."""
+
+    # An object with before_predict(columns) and/or after_predict(columns, predictions) (serving/hooks.py).
+    serving: str = ""
+    # A function(batches, params) returning extra monitoring checks (monitoring/extra.py).
+    monitoring: str = ""
+
+    @field_validator("serving", "monitoring")
+    @classmethod
+    def _module_colon_attribute(cls, value: str) -> str:
+        value = value.strip()
+        if value and not HOOK_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not 'module:attribute' (e.g. mypackage.hooks:ServingHooks); empty is none")
+        return value
+
+
 class Params(_Section):
     """Everything in params.yaml; `root` is the folder the relative paths start from."""
 
@@ -308,6 +329,7 @@ class Params(_Section):
     servers: Servers = Servers()
     serve: Serve
     deploy: Deploy = Deploy()
+    hooks: Hooks = Hooks()
 
     @model_validator(mode="after")
     def _slices_are_columns(self) -> Params:

@@ -10,6 +10,7 @@ from ..errors import DataError, MonitorBreach, ParamsError
 from ..files import json_text, write_together
 from ..registry import model_dir
 from .current import exists, too_few_rows
+from .extra import load_extra_check, run_extra_check
 from .input_log import Selection, select_logged
 from .outliers import outliers
 from .reference import load_profile, load_reference
@@ -34,6 +35,8 @@ class Request:
 def run(params: Params, request: Request) -> str:
     """The check's verdict line; MonitorBreach (exit 6) when it breaches params.yaml's thresholds."""
     out = request.out or params.root / params.monitor.reports
+    # The project's own check runs with drift; a wrong name fails here, before anything is measured.
+    extra_check = load_extra_check(params.hooks.monitoring) if request.check == "drift" else None
     if request.if_present and not exists(request.current):
         return f"nothing to measure: {request.current} does not exist yet"
     try:
@@ -80,6 +83,12 @@ def run(params: Params, request: Request) -> str:
         title = f"Drift of {request.current} against {params.registry.model_name} {request.reference}"
         report[out / "drift.html"] = html_report(result, profile, stats, title)
         verdict = f"{len(result['drifted'])} of {len(result['features'])} features drifted {result['drifted']}"
+        if extra_check is not None:
+            batches = current_frames(files, params.data, skipped=[])
+            extra = run_extra_check(extra_check, params.hooks.monitoring, batches, params)
+            breached = [check["name"] for check in extra if check["breach"]]
+            result = {**result, "extra_checks": extra, "breach": result["breach"] or bool(breached)}
+            verdict += f"; {len(breached)} of {len(extra)} project check(s) breached {breached}"
     else:
         drift_result, outlier_result = None, result
         verdict = f"{result['outliers']} of {result['rows']} rows are outliers (share {result['outlier_share']:.3f})"

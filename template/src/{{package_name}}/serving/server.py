@@ -13,7 +13,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from ..monitoring.reference import OutlierDetector, load_profile, load_reference
 from .cpus import available_cpus
 from .drain import Drain
 from .fast_path import FastModel, check_rows, compile_detector, compile_model
+from .hooks import SETTING as HOOK_SETTING
+from .hooks import ServingHook, load_serving_hook
 from .metrics import make_metrics
 from .model import ServedModel, resolve_model
 from .observer import DROP_REASONS, Observer
@@ -77,8 +80,9 @@ class Endpoints:
         log_required: bool = False,
         text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
         drain_seconds: float = 0,
+        hook: ServingHook | None = None,
     ) -> None:
-        self.model, self.name, self.version, self.fast = model, name, version, fast
+        self.model, self.name, self.version, self.fast, self.hook = model, name, version, fast, hook
         self.columns, self.max_rows, self.text_limits = columns, max_rows, text_limits
         self.drain = Drain(drain_seconds)
         self.metrics = make_metrics()
@@ -100,7 +104,7 @@ class Endpoints:
             "name": name,
             "versions": [version],
             "platform": "mlflow",
-            "parameters": {"predict_path": "fast" if fast else "pyfunc"},
+            "parameters": {"predict_path": "fast" if fast else "pyfunc", HOOK_SETTING: hook.name if hook else ""},
             "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
         }
@@ -154,7 +158,9 @@ class Endpoints:
                 raise BadRequest("compressed request bodies (Content-Encoding) are not supported: send it plain", 415)
             body = await read_body(request, self.max_body)
             parsed = parse_request(body, self.columns, self.max_rows, header_length(request), self.text_limits)
+            parsed = self._before_predict(parsed)
             predictions = self._predictions(parsed)
+            extra = self.hook.outputs(parsed.columns, predictions) if self.hook else {}
         except BadRequest as exc:
             # A body refused unread (too large, compressed) is not worth reading to its end: close the connection.
             unread = exc.status in (413, 415)
@@ -169,27 +175,47 @@ class Endpoints:
         self.metrics.rows.labels(self.name).inc(len(predictions))
         # Outlier scoring and input logging happen on the monitoring thread, never before the answer.
         self.observer.offer(parsed.columns, len(predictions))
-        return self._answer(parsed.id, predictions, parsed.binary_output)
+        return self._answer(parsed.id, predictions, parsed.binary_output, extra)
+
+    def _before_predict(self, parsed: InferRequest) -> InferRequest:
+        """The request as the project's hook leaves it; a ValueError of the hook refuses it (400)."""
+        if self.hook is None:
+            return parsed
+        try:
+            columns = self.hook.columns(parsed.columns, parsed.rows)
+        except ValueError as exc:
+            raise BadRequest(f"refused by {HOOK_SETTING} ({self.hook.name}): {exc}") from None
+        return replace(parsed, columns=dict(columns), _frame=None)
 
     def _predictions(self, parsed: InferRequest) -> np.ndarray:
         if self.fast is not None:
             return self.fast.predict(parsed.columns)
         return np.asarray(self.model.predict(parsed.frame)).reshape(-1)
 
-    def _answer(self, request_id: str | None, predictions: np.ndarray, binary: bool) -> Response:
-        datatype = output_datatype(predictions)
-        output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": datatype}
+    def _answer(
+        self, request_id: str | None, predictions: np.ndarray, binary: bool, extra: Mapping[str, np.ndarray]
+    ) -> Response:
+        values = {OUTPUT_NAME: predictions, **extra}
+        outputs: list[dict[str, Any]] = []
+        raw = b""
+        for name, column in values.items():
+            datatype = output_datatype(column)
+            output: dict[str, Any] = {"name": name, "shape": [len(column)], "datatype": datatype}
+            if binary:  # the binary data extension: each output's bytes follow the JSON header, in order
+                data = binary_output(column, datatype)
+                output["parameters"] = {"binary_data_size": len(data)}
+                raw += data
+            else:
+                output["data"] = column.tolist()
+            outputs.append(output)
         body = {
             "model_name": self.name,
             "model_version": self.version,
             "id": request_id or str(uuid.uuid4()),
-            "outputs": [output],
+            "outputs": outputs,
         }
         if not binary:
-            output["data"] = predictions.tolist()
             return JSONResponse(body)
-        raw = binary_output(predictions, datatype)
-        output["parameters"] = {"binary_data_size": len(raw)}
         header = json.dumps(body, separators=(",", ":")).encode()
         return Response(
             header + raw,
@@ -274,6 +300,7 @@ def build_app(params: Params, served: ServedModel, announce: bool = True) -> Sta
             params.serve.log_inputs_required,
             TextLimits.of(params),
             params.serve.drain_seconds,
+            load_serving_hook(params.hooks.serving),
         )
     )
 
