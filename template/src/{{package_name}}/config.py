@@ -301,8 +301,10 @@ class Hooks(_Section):
     serving: str = ""
     # A function(batches, params) returning extra monitoring checks (monitoring/extra.py).
     monitoring: str = ""
+    # A function(params, env, challenger, champion) returning extra promotion gates (release/extra_gates.py).
+    promotion: str = ""
 
-    @field_validator("serving", "monitoring")
+    @field_validator("serving", "monitoring", "promotion")
     @classmethod
     def _module_colon_attribute(cls, value: str) -> str:
         value = value.strip()

@@ -17,6 +17,7 @@ from ..errors import (
 )
 from ..lineage import DIRTY_TAG
 from ..registry import Registry, Version, recorded_slices
+from .extra_gates import extra_gates
 from .pin import Pin, git
 
 
@@ -129,12 +130,14 @@ def gates(
     reproducible = check_reproducible(params, env, challenger)
     name, _ = compare_metric(params)
     against = check_not_worse(params, env, challenger, champion, reason)
+    project = extra_gates(params, env, challenger, champion)
     return [
         ("in the registry", f"version {challenger.number}, run `{challenger.run_id}`"),
         ("success criteria (params.yaml)", "met: " + ", ".join(params.evaluate.success_criteria)),
         (f"order {' → '.join(params.deploy.environments)}", order),
         ("trained from a commit", reproducible),
         (f"not worse than the champion on {name}", against),
+        *project,
     ]
 
 
@@ -158,6 +161,7 @@ RULES = {
     "deploy.compare_on": lambda p: p.deploy.compare_on,
     "deploy.overlays": lambda p: p.deploy.overlays,
     "register.model_name": lambda p: p.registry.model_name,
+    "hooks.promotion": lambda p: p.hooks.promotion,
 }
 
 
@@ -174,4 +178,5 @@ def rules_at(params: Params, base: str) -> Params:
             ruled = load_params(path)
         except ParamsError as exc:
             raise ParamsError(f"{base}:{relative} does not load, so the gates have no rules: {exc}") from None
-    return params.model_copy(update={"evaluate": ruled.evaluate, "deploy": ruled.deploy, "registry": ruled.registry})
+    update = {"evaluate": ruled.evaluate, "deploy": ruled.deploy, "registry": ruled.registry}
+    return params.model_copy(update={**update, "hooks": params.hooks.model_copy(update={"promotion": ruled.hooks.promotion})})
