@@ -178,5 +178,7 @@ def rules_at(params: Params, base: str) -> Params:
             ruled = load_params(path)
         except ParamsError as exc:
             raise ParamsError(f"{base}:{relative} does not load, so the gates have no rules: {exc}") from None
-    update = {"evaluate": ruled.evaluate, "deploy": ruled.deploy, "registry": ruled.registry}
-    return params.model_copy(update={**update, "hooks": params.hooks.model_copy(update={"promotion": ruled.hooks.promotion})})
+    hooks = params.hooks.model_copy(update={"promotion": ruled.hooks.promotion})
+    return params.model_copy(
+        update={"evaluate": ruled.evaluate, "deploy": ruled.deploy, "registry": ruled.registry, "hooks": hooks}
+    )
