@@ -24,7 +24,8 @@ OWNED = pathspec.PathSpec.from_lines(
 )
 # Local state of DVC and git that differs between any two checkouts, and uv.lock: the copy
 # task resolves it for a new project; an update leaves locking to the project's `make setup`.
-MACHINE_STATE = (".git/", ".dvc/tmp/", ".dvc/cache/", "uv.lock")
+# .venv/ too: the environment copy tasks install (its .pyc files carry install times), not the project.
+MACHINE_STATE = (".git/", ".dvc/tmp/", ".dvc/cache/", ".venv/", "uv.lock")
 MARKERS = ("<<<<<<< ", ">>>>>>> ")
 
 # Every release listed in CHANGELOG.md is supported as a starting point.
