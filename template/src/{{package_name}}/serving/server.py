@@ -104,7 +104,8 @@ class Endpoints:
             "name": name,
             "versions": [version],
             "platform": "mlflow",
-            "parameters": {"predict_path": "fast" if fast else "pyfunc", HOOK_SETTING: hook.name if hook else ""},
+            # The project's serving hook, when there is one, is part of what answers.
+            "parameters": {"predict_path": "fast" if fast else "pyfunc", **({HOOK_SETTING: hook.name} if hook else {})},
             "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
         }
