@@ -19,6 +19,7 @@ from .errors import (
     NotReproducible,
     ParamsError,
     PinMismatch,
+    RegistryOutOfSync,
     RulesChanged,
     SkipsEnvironment,
     SubmitError,
@@ -47,6 +48,7 @@ EXIT_PIN_MISMATCH = 12  # a pin file disagrees with the registry (edited by hand
 EXIT_RULES_CHANGED = 13  # a pull request changes the promotion rules in params.yaml and a pin together
 EXIT_TASK_FAILED = 14  # `pipeline run-local`: a task of the workflow failed or left a declared output unwritten
 EXIT_NOT_REPRODUCIBLE = 15  # trained from uncommitted changes: it may serve in the first environment (dev) only
+EXIT_REGISTRY_OUT_OF_SYNC = 16  # `history --check-registry`: an alias champion-<env> is not on its pinned version
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -63,6 +65,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     NotReproducible: EXIT_NOT_REPRODUCIBLE,
     RulesChanged: EXIT_RULES_CHANGED,
     TaskFailed: EXIT_TASK_FAILED,
+    RegistryOutOfSync: EXIT_REGISTRY_OUT_OF_SYNC,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
 MANIFESTS_HELP = (
@@ -192,6 +195,18 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
     promote.add_argument("--base", default="origin/main", help="with --check: the base branch (default: %(default)s)")
 
 
+def _add_history(commands: argparse._SubParsersAction) -> None:
+    help_text = "which model version each environment served, and since when, from the git history of its pin"
+    history = commands.add_parser("history", help=help_text, description=help_text)
+    _params_option(history)
+    history.add_argument("--env", action="append", default=[], help="an environment (repeat; default: all)")
+    history.add_argument("--at", metavar="DATE", help="what served at this ISO date or datetime (UTC unless given)")
+    history.add_argument("--json", action="store_true", help="print JSON (docs/promotion.md lists its keys)")
+    history.add_argument(
+        "--check-registry", action="store_true", help="fail when an alias champion-<env> is not on its pinned version"
+    )
+
+
 def _add_sample_data(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser("sample-data", help="write the synthetic sample data set")
     sample.add_argument("output", type=Path)
@@ -204,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in {**STAGES, **TOOLS}.items():
         _params_option(commands.add_parser(name, help=help_text, description=help_text))
-    for add in (_add_pipeline, _add_monitor, _add_serve, _add_manifests, _add_promote, _add_sample_data):
+    adders = (_add_pipeline, _add_monitor, _add_serve, _add_manifests, _add_promote, _add_history, _add_sample_data)
+    for add in adders:
         add(commands)
     return parser
 
@@ -323,6 +339,16 @@ def run_promote(args: argparse.Namespace) -> str:
     return promote.promote(params, args.env, args.version, args.commit, args.wait, args.reason.strip(), args.body)
 
 
+def run_history(args: argparse.Namespace) -> str:
+    from .release.history import history
+
+    text = history(load_params(args.params), args.env, args.at, args.check_registry, args.json)
+    if args.json:
+        print(text)  # stdout holds the JSON document alone, for tools to parse
+        return ""
+    return text
+
+
 def run_sample_data(args: argparse.Namespace) -> str:
     from .sample_data import write_sample
 
@@ -338,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": run_serve,
         "manifests": run_manifests,
         "promote": run_promote,
+        "history": run_history,
         "sample-data": run_sample_data,
     }
     try:
@@ -352,5 +379,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{args.command}: {unanswered}", file=sys.stderr)
         return EXIT_SUBMIT_FAILED
-    print(f"{args.command}: {summary}")
+    if summary:  # empty: the command printed its own output (JSON)
+        print(f"{args.command}: {summary}")
     return 0

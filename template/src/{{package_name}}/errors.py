@@ -63,3 +63,7 @@ class RulesChanged(PromotionRefused):
 
 class TaskFailed(RuntimeError):
     """A task of a workflow run on this machine (`pipeline run-local`) failed; the message names it and why."""
+
+
+class RegistryOutOfSync(RuntimeError):
+    """An MLflow alias champion-<env> is on another version than the environment's pin in git."""
