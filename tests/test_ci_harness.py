@@ -32,6 +32,7 @@ def test_ci_run_steps_pass_on_a_fresh_project(tmp_path: Path) -> None:
         "Argo workflows render and match the committed YAML",
         "Kubernetes manifests build and validate",
         "Promotion gates on changed pin files",
+        "Promotion history",
         "Metrics of this change against prod",
     ]
     comment = (work / "comment/metrics.md").read_text()

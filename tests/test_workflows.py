@@ -182,7 +182,7 @@ def test_both_promotions_call_one_reusable_workflow(project: Path) -> None:
 
 def test_pull_request_code_sees_only_read_only_credentials(project: Path) -> None:
     """ci.yml runs the pull request's code with the `pull-request` environment's read-only credentials, and only
-    the two steps that read the shared registry get them; no job-wide secret, no write token."""
+    the steps that read the shared registry get them; no job-wide secret, no write token."""
     checks = load(project / ".github/workflows/ci.yml")["jobs"]["checks"]
     assert checks["environment"] == "pull-request"
     assert "secrets." not in str(checks.get("env", {}))
@@ -193,10 +193,24 @@ def test_pull_request_code_sees_only_read_only_credentials(project: Path) -> Non
     }
     assert with_secrets == {
         "Promotion gates on changed pin files": ["${{ secrets.MLFLOW_READ_TOKEN }}"],
+        "Promotion history": ["${{ secrets.MLFLOW_READ_TOKEN }}"],
         "Metrics of this change against prod": ["${{ secrets.MLFLOW_READ_TOKEN }}"],
     }
     oidc = next(s for s in checks["steps"] if "configure-aws-credentials" in s.get("uses", ""))
     assert oidc["with"]["role-to-assume"] == "${{ vars.AWS_READ_ROLE_ARN }}"
+
+
+def test_sync_fails_when_an_alias_disagrees_with_its_pin(project: Path) -> None:
+    """After moving the aliases, sync-aliases.yml runs `history --check-registry` on the full history of the pins."""
+    steps = load(project / ".github/workflows/sync-aliases.yml")["jobs"]["sync"]["steps"]
+    runs = [step.get("run") for step in steps]
+    assert runs.index("make history") > runs.index("make promote-sync")
+    check = steps[runs.index("make history")]
+    assert check["env"] == {"CHECK_REGISTRY": "1"}
+    assert steps[0]["with"]["fetch-depth"] == 0
+    makefile = (project / "Makefile").read_text()
+    recipe = makefile.split("\nhistory:", 1)[1].split("\n\n", 1)[0]
+    assert "--check-registry" in recipe and "$${CHECK_REGISTRY:+--check-registry}" in recipe
 
 
 def test_ci_comments_once_and_updates_in_place(project: Path) -> None:
