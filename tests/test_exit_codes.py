@@ -28,6 +28,7 @@ SUBJECT = {
     "EXIT_RULES_CHANGED": r"\brules\b",
     "EXIT_TASK_FAILED": r"\btask",
     "EXIT_NOT_REPRODUCIBLE": r"uncommitted",
+    "EXIT_REGISTRY_OUT_OF_SYNC": r"alias",
 }
 # The full table of every command, and the tables of one command (a subset).
 FULL_TABLES = [REPO_ROOT / "docs" / "lifecycle.md", REPO_ROOT / "template" / "README.md.jinja"]
