@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -422,3 +423,50 @@ def test_docker_stop_drains_under_load(built: Built, tmp_path: Path, container_n
     assert "Traceback" not in logs, logs[-3000:]
     rows = 3 * sum(1 for a in answered if a.status == 200)
     assert logged_rows(built, server.log_folder) == rows
+
+
+def run_local_in_image(built: Built, workdir: Path, workflow: str = "training") -> subprocess.CompletedProcess[str]:
+    """`pipeline run-local --image` of the project's image, from the project's own environment."""
+    env = {**built.engine.env, "MLFLOW_TRACKING_URI": "", "PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"}
+    command = ["python", "-m", built.package, "pipeline", "run-local", "--workflow", workflow]
+    return subprocess.run(
+        [*command, "--image", built.image, "--workdir", str(workdir)],
+        cwd=built.root, env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+
+
+def test_run_local_runs_every_training_task_in_the_image(built: Built, tmp_path: Path) -> None:
+    """Every task of the rendered training workflow in the image, as its pod: a model registered in the run's store,
+    and the outputs written by the pod's user (not this process's)."""
+    run(["dvc", "push", "--quiet"], cwd=built.root, env={"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"})
+    workdir = tmp_path / "run"
+    done = run_local_in_image(built, workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = ["data-raw", "ingest", "validate", "featurize", "train", "evaluate", "register"]
+    phases = {line.split()[0]: line.split()[2] for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert {task: phases.get(task) for task in tasks} == dict.fromkeys(tasks, "Succeeded"), done.stdout
+    uid = yaml.safe_load((built.root / "pipelines/training.yaml").read_text())["spec"]["securityContext"]["runAsUser"]
+    assert uid != os.geteuid()
+    for written in (workdir / "data-raw/data/raw", workdir / "train/models/model_info.json"):
+        assert written.stat().st_uid == uid, written
+    store = f"sqlite:///{workdir / 'mlflow/mlflow.db'}"
+    script = f"""
+from mlflow import MlflowClient
+from {built.package}.config import load_params
+name = load_params().registry.model_name
+print(len(MlflowClient(tracking_uri={store!r}).search_model_versions(f"name='{{name}}'")))
+"""
+    assert run([str(built.root / ".venv/bin/python"), "-c", script], cwd=built.root).strip().splitlines()[-1] == "1"
+
+
+def test_run_local_in_the_image_names_the_failed_task(built: Built, tmp_path: Path) -> None:
+    """A task whose command fails in the container stops the run with a non-zero exit naming it and the image."""
+    workflow = built.root / "pipelines/broken.yaml"
+    text = (built.root / "pipelines/training.yaml").read_text()
+    workflow.write_text(text.replace("- data/raw.dvc\n", "- data/missing.dvc\n", 1))
+    try:
+        done = run_local_in_image(built, tmp_path / "run", "broken")
+    finally:
+        workflow.unlink()
+    assert done.returncode == 14, done.stdout + done.stderr
+    assert "task data-raw failed" in done.stderr and f"in {built.image} exited" in done.stderr, done.stderr

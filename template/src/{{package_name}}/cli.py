@@ -102,6 +102,9 @@ def _add_run_local(actions: argparse._SubParsersAction) -> None:
         "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE", help="a workflow parameter"
     )
     run.add_argument("--workdir", type=Path, help="new folder for the tasks' workspaces and logs (default: a temp one)")
+    run.add_argument(
+        "--image", help="run each task in this Docker image (make image) as Argo would, not as a process here"
+    )
 
 
 def _share(text: str) -> float:
@@ -238,7 +241,7 @@ def run_pipeline(args: argparse.Namespace) -> str:
     if args.action == "run-local":
         from .argo.run_local import run_local
 
-        return run_local(Path.cwd(), args.workflow, args.set, args.parameter, args.workdir)
+        return run_local(Path.cwd(), args.workflow, args.set, args.parameter, args.workdir, args.image)
     from .argo.submit import submit_training
 
     return submit_training(Path.cwd(), args.revision, args.set)

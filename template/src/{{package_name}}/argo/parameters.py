@@ -66,23 +66,31 @@ def workflow_parameters(
     return values
 
 
-def prepare_store(root: Path, parameters: dict[str, str]) -> None:
+def prepare_store(root: Path, parameters: dict[str, str], artifacts: Path | None = None) -> None:
     """Create the experiment beside a local SQLite store, as `make all` does, before any task logs to it.
 
-    Otherwise the first task would create it with artifacts under its own workspace."""
+    Otherwise the first task would create it with artifacts under its own workspace. `artifacts`: where
+    its artifacts go instead of the project's mlartifacts (a store of the run's own)."""
     uri = parameters.get(TRACKING_URI, "")
     if not uri.startswith("sqlite:"):
         return
     import logging
 
-    from ..registry import configure
+    from ..registry import configure, connect
 
     # MLflow announces creating its tables; the run's own lines are what this command prints.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     with mock.patch.dict(
         os.environ, {"MLFLOW_TRACKING_URI": uri, OVERRIDES_ENV: parameters.get(OVERRIDES, "") or "{}"}
     ):
-        configure(load_params(root / PARAMS_FILE))
+        params = load_params(root / PARAMS_FILE)
+        if artifacts is not None:
+            import mlflow
+
+            connect(params)
+            if mlflow.get_experiment_by_name(params.mlflow.experiment) is None:
+                mlflow.create_experiment(params.mlflow.experiment, artifact_location=artifacts.as_uri())
+        configure(params)
 
 
 def secret_notes(templates: dict[str, dict[str, Any]]) -> list[str]:

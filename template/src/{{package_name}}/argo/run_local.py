@@ -15,6 +15,7 @@ artifact the YAML forgets fails here as it would on the cluster.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -27,9 +28,10 @@ from typing import Any
 import yaml
 
 from ..errors import ParamsError, TaskFailed
+from .container import Engine, give, local_remotes
 from .expressions import depends_met, depends_tasks, substitute, when_holds
+from .parameters import TRACKING_URI, environment, prepare_store, secret_notes, workflow_parameters
 from .parameters import assignments as parse_assignments
-from .parameters import environment, prepare_store, secret_notes, workflow_parameters
 from .processes import Stopped, StopSignals, run_group
 from .workspace import LOGS, Pod, check_task_name, copy_artifact, image_files, lay_out_image, log_end, read_value
 
@@ -84,6 +86,7 @@ class Run:
     templates: dict[str, dict[str, Any]]
     parameters: dict[str, str]
     image: list[str]
+    engine: Engine | None = None  # --image: each task runs in that image
     signals: StopSignals = field(default_factory=StopSignals)
     done: dict[str, Outcome] = field(default_factory=dict)
 
@@ -155,14 +158,21 @@ class Run:
             elif not artifact.get("optional"):
                 raise ParamsError(f"{where}: input artifact {artifact['name']} is handed no file (arguments.artifacts)")
         command = [
-            pod.argument(substitute(str(part), scope, f"{where} container"))
+            substitute(str(part), scope, f"{where} container")
             for part in [*(container.get("command") or []), *(container.get("args") or [])]
         ]
+        if self.engine is not None:
+            declared = [(f"{where} {w}", substitute(p, scope, f"{where} {w}")) for w, p in declared_paths(template)]
+            argv = self.engine.command(name, template, pod, command, scope, declared)
+            return self.launch(name, argv, dict(os.environ), pod, template, shown=" ".join(command))
         if not container.get("command"):
             raise ParamsError(f"{where}: the container has no command (the image's entrypoint is not known here)")
+        command = [pod.argument(part) for part in command]
         return self.launch(name, command, environment(container, scope, where), pod, template)
 
-    def launch(self, name: str, command: list[str], env: dict[str, str], pod: Pod, template: dict[str, Any]) -> Outcome:
+    def launch(
+        self, name: str, command: list[str], env: dict[str, str], pod: Pod, template: dict[str, Any], shown: str = ""
+    ) -> Outcome:
         logs = self.folder / LOGS
         logs.mkdir(exist_ok=True)
         program = shutil.which(command[0], path=env["PATH"]) or command[0]
@@ -175,10 +185,15 @@ class Run:
                 returncode = run_group([program, *command[1:]], pod.workspace, env, out, err, self.signals)
             except OSError as exc:
                 return Outcome("Failed", time.monotonic() - started, f"cannot start {command[0]}: {exc}")
+            except Stopped:
+                if self.engine is not None:  # the docker CLI is stopped; its container may still run
+                    self.engine.remove(name)
+                raise
             seconds = time.monotonic() - started
             if returncode != 0:
                 tail = log_end(err).splitlines()[-LOG_TAIL:]
-                reason = f"`{' '.join(command)}` exited {returncode} (log: {stderr})"
+                inside = f" in {self.engine.image}" if self.engine is not None else ""
+                reason = f"`{shown or ' '.join(command)}`{inside} exited {returncode} (log: {stderr})"
                 return Outcome("Failed", seconds, reason, "".join(f"\n    {line}" for line in tail))
             result = log_end(out).strip()
         try:
@@ -332,6 +347,7 @@ def run_local(
     assignments: Sequence[str] = (),
     parameters: Sequence[str] = (),
     workdir: Path | None = None,
+    image: str | None = None,
     report: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> str:
     """`pipeline run-local`: run pipelines/<name>.yaml here; TaskFailed naming the task if one fails."""
@@ -340,12 +356,23 @@ def run_local(
     doc = load_workflow(root, name)
     spec = doc.get("spec") or {}
     templates = {t["name"]: t for t in spec.get("templates") or []}
-    values = workflow_parameters(root, spec, overrides(assignments), parse_assignments(parameters, "-p"))
-    image = image_files(root)
+    given = parse_assignments(parameters, "-p")
+    values = workflow_parameters(root, spec, overrides(assignments), given)
+    engine = None if image is None else Engine(image, spec)
     folder = _new_folder(workdir, name)
-    prepare_store(root, values)
-    run = Run(root, folder, templates, values, image)
-    report(f"{name}: running {root / PIPELINES / name}.yaml task by task in {run.folder}")
+    artifacts = None
+    if engine is not None:
+        engine.share_remotes(local_remotes(root))
+        if TRACKING_URI not in given and values.get(TRACKING_URI, "").startswith("sqlite:"):
+            # A store of the run's own in the workdir, mounted at the same path: the host reads what the tasks logged.
+            artifacts = engine.store(folder) / "mlartifacts"
+            values[TRACKING_URI] = f"sqlite:///{artifacts.parent / 'mlflow.db'}"
+    prepare_store(root, values, artifacts)
+    if artifacts is not None:
+        give(artifacts.parent, engine.user({}))
+    run = Run(root, folder, templates, values, image_files(root), engine)
+    inside = f" in the image {image}" if image else ""
+    report(f"{name}: running {root / PIPELINES / name}.yaml task by task{inside} in {run.folder}")
     for note in secret_notes(templates):
         report(f"  note: {note}")
     # SIGTERM or SIGINT stops the running task's processes, then run-local, naming the task.
