@@ -438,7 +438,9 @@ def run_local_in_image(built: Built, workdir: Path, workflow: str = "training") 
 def test_run_local_runs_every_training_task_in_the_image(built: Built, tmp_path: Path) -> None:
     """Every task of the rendered training workflow in the image, as its pod: a model registered in the run's store,
     and the outputs written by the pod's user (not this process's)."""
-    run(["dvc", "push", "--quiet"], cwd=built.root, env={"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"})
+    env = {"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"}
+    run(["make", "render"], cwd=built.root, env=env)
+    run(["dvc", "push", "--quiet"], cwd=built.root, env=env)
     workdir = tmp_path / "run"
     done = run_local_in_image(built, workdir)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -461,6 +463,7 @@ print(len(MlflowClient(tracking_uri={store!r}).search_model_versions(f"name='{{n
 
 def test_run_local_in_the_image_names_the_failed_task(built: Built, tmp_path: Path) -> None:
     """A task whose command fails in the container stops the run with a non-zero exit naming it and the image."""
+    run(["make", "render"], cwd=built.root, env={"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"})
     workflow = built.root / "pipelines/broken.yaml"
     text = (built.root / "pipelines/training.yaml").read_text()
     workflow.write_text(text.replace("- data/raw.dvc\n", "- data/missing.dvc\n", 1))

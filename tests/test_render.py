@@ -20,6 +20,7 @@ PACKAGE_MODULES = [
     "__main__.py",
     "argo/__init__.py",
     "argo/blocks.py",
+    "argo/container.py",
     "argo/dag.py",
     "argo/expressions.py",
     "argo/parameters.py",
