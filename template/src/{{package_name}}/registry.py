@@ -269,9 +269,22 @@ def recorded_slices(run_id: str) -> list[dict[str, Any]] | None:
             local = mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path="evaluation/slices.json", dst_path=folder
             )
-            return json.loads(Path(local).read_text(encoding="utf-8"))
+            rows = json.loads(Path(local).read_text(encoding="utf-8"))
         except (MlflowException, OSError, json.JSONDecodeError):
             return None
+    return [_renamed_label_rate(row) for row in rows] if isinstance(rows, list) else None
+
+
+def _renamed_label_rate(row: Any) -> Any:
+    """A slice row written before label_rate existed, when positive_rate meant the actual share of positives.
+
+    positive_rate now means the share predicted positive: renamed, no fairness bound reads one as the other.
+    """
+    if not isinstance(row, dict) or "label_rate" in row:
+        return row
+    old = dict(row)
+    old["label_rate"] = old.pop("positive_rate", None)
+    return old
 
 
 def alias_version(params: Params, alias: str) -> Any | None:

@@ -41,14 +41,18 @@ def criteria_failures(params: Params, version: Version) -> list[str]:
     if missing:
         return [f"no recorded {name} in the version's 'evaluation' tag (register it with the register stage)"
                 for name in missing]  # fmt: skip
-    return gate(version.evaluation, recorded_slices(version.run_id) or [], params)
+    slices = recorded_slices(version.run_id)
+    if slices is None and params.evaluate.fairness:
+        return ["no slice report recorded with the version's run, so evaluate.fairness cannot be judged "
+                "(evaluate and register it again)"]  # fmt: skip
+    return gate(version.evaluation, slices or [], params)
 
 
 def check_criteria(params: Params, version: Version) -> None:
     failures = criteria_failures(params, version)
     if failures:
         raise CriteriaNotMet(
-            f"{version.model} version {version.number} fails the success criteria in params.yaml:\n  "
+            f"{version.model} version {version.number} fails the success or fairness criteria in params.yaml:\n  "
             + "\n  ".join(failures)
         )
 
@@ -134,6 +138,10 @@ def gates(
     return [
         ("in the registry", f"version {challenger.number}, run `{challenger.run_id}`"),
         ("success criteria (params.yaml)", "met: " + ", ".join(params.evaluate.success_criteria)),
+        (
+            "fairness criteria (params.yaml)",
+            "met: " + (", ".join(b.name for b in params.evaluate.fairness) or "none set"),
+        ),
         (f"order {' → '.join(params.deploy.environments)}", order),
         ("trained from a commit", reproducible),
         (f"not worse than the champion on {name}", against),
@@ -157,6 +165,7 @@ def previous_pin(params: Params, env: str, read: Callable[[str], Pin | None]) ->
 # The promotion rules: what a pull request is judged by, so it must not change them itself.
 RULES = {
     "evaluate.success_criteria": lambda p: p.evaluate.success_criteria,
+    "evaluate.fairness": lambda p: p.evaluate.fairness,
     "deploy.environments": lambda p: p.deploy.environments,
     "deploy.compare_on": lambda p: p.deploy.compare_on,
     "deploy.overlays": lambda p: p.deploy.overlays,

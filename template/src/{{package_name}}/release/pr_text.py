@@ -41,20 +41,33 @@ def slices_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
     """Markdown: the slice (bias) report, one row per value of each slice_by column."""
     if not slices:
         return "No slice report was recorded with this run."
-    names = [n for n in params.evaluate.success_criteria if any(n in s for s in slices)]
+    bounded = [b.metric for b in params.evaluate.fairness]
+    names = list(dict.fromkeys(n for n in [*params.evaluate.success_criteria, *bounded] if any(n in s for s in slices)))
     lines = [
-        "| slice | value | rows | positive rate | " + " | ".join(names) + " |",
+        "| slice | value | rows | label rate | " + " | ".join(names) + " |",
         "|---|---|---|---|" + "---|" * len(names),
     ]
     for row in slices:
-        cells = [row["slice"], row["value"], str(row["rows"]), _number(row.get("positive_rate"))]
+        cells = [row["slice"], row["value"], str(row["rows"]), _number(row.get("label_rate"))]
         lines.append("| " + " | ".join(cells + [_number(row.get(n)) for n in names]) + " |")
-    gap = params.evaluate.max_slice_gap
-    if gap:
-        lines.append(
-            f"\nThe gate bounds the gap of {gap.metric} between slices of at least "
-            f"{params.evaluate.min_slice_size} rows at {gap.max:g} (evaluate.max_slice_gap)."
-        )
+    return "\n".join(lines)
+
+
+def fairness_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
+    """Markdown: each evaluate.fairness bound, the value the slices give and whether it holds."""
+    from ..stages.evaluate import fairness_results
+
+    if not params.evaluate.fairness:
+        return "No fairness criteria are set (evaluate.fairness in params.yaml)."
+    lines = ["| criterion | value | best vs worst slice | result |", "|---|---|---|---|"]
+    for result in fairness_results(slices or [], params):
+        pair = f"{result['best']} vs {result['worst']}" if "best" in result else ""
+        verdict = "met" if result["passed"] and not result["problem"] else result["problem"]
+        lines.append(f"| {result['criterion']} | {_number(result['value'])} | {pair} | {verdict} |")
+    lines.append(
+        f"\nJudged on slices of at least {params.evaluate.min_slice_size} rows (evaluate.min_slice_size), "
+        f"at the decision threshold {params.evaluate.decision_threshold:g}."
+    )
     return "\n".join(lines)
 
 
@@ -90,6 +103,10 @@ def pr_body(
         "### Slices (bias report) of the challenger",
         "",
         slices_table(params, recorded_slices(challenger.run_id)),
+        "",
+        "### Fairness criteria of the challenger",
+        "",
+        fairness_table(params, recorded_slices(challenger.run_id)),
         "",
         "### Lineage",
         "",
