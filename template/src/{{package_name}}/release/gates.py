@@ -52,7 +52,7 @@ def check_criteria(params: Params, version: Version) -> None:
     failures = criteria_failures(params, version)
     if failures:
         raise CriteriaNotMet(
-            f"{version.model} version {version.number} fails the success or fairness criteria in params.yaml:\n  "
+            f"{version.model} version {version.number} fails the success criteria in params.yaml:\n  "
             + "\n  ".join(failures)
         )
 
