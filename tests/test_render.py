@@ -143,7 +143,7 @@ def expected_files(package: str, serving_runtime: str = "kserve", enable_monitor
         "pipelines/training.py",
         "tests/__init__.py", "tests/conftest.py", "tests/test_gates.py", "tests/test_pipeline.py",
         "tests/test_monitor.py", "tests/test_promote.py", "tests/test_serve.py", "tests/test_servers.py",
-        "tests/test_workflow.py", "tests/test_layout.py", "tests/test_dvc_truth.py",
+        "tests/test_workflow.py", "tests/test_layout.py", "tests/test_dvc_truth.py", "tests/test_fairness.py",
         "tests/test_run_local.py", "tests/test_cpus.py", "tests/test_dvc_hooks.py", "tests/test_feature_contract.py",
         "tests/test_hooks.py",
         "tests/test_history.py",
