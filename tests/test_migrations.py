@@ -169,6 +169,8 @@ def load_layout_migration() -> ModuleType:
 
 
 layout_migration = load_layout_migration()
+# The releases whose package still had the flat layout: the ones this migration moves from.
+OLD_LAYOUT = [v for v in EARLIER if v < Version("0.3.0")]
 
 
 def last_commit_with_old_layout() -> str:
@@ -438,7 +440,7 @@ def run_layout_migration(project: Path, clone: TemplateClone) -> str:
     return run([sys.executable, str(migration), str(clone.path)], cwd=project)
 
 
-@pytest.mark.parametrize("release", EARLIER, ids=[f"from-{v}" for v in EARLIER])
+@pytest.mark.parametrize("release", OLD_LAYOUT, ids=[f"from-{v}" for v in OLD_LAYOUT])
 def test_project_imports_of_moved_modules_are_rewritten(
     template_clone: TemplateClone, tmp_path: Path, release: Version, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -584,7 +586,7 @@ def test_edits_follow_the_move_from_a_gh_source(template_clone: TemplateClone, t
     }
     project = tmp_path / "project"
     run(
-        ["copier", "copy", "--trust", "--defaults", "--vcs-ref", template_clone.tag(EARLIER[-1])]
+        ["copier", "copy", "--trust", "--defaults", "--vcs-ref", template_clone.tag(OLD_LAYOUT[-1])]
         + ["--data", f"dvc_remote_url={tmp_path / 'remote'}", "gh:mlops-example/template", str(project)],
         cwd=tmp_path,
         env=env,
