@@ -435,6 +435,32 @@ def run_local_in_image(built: Built, workdir: Path, workflow: str = "training") 
     )  # fmt: skip
 
 
+def test_run_local_runs_every_training_task_in_the_image(built: Built, tmp_path: Path) -> None:
+    """Every task of the rendered training workflow in the image, as its pod: a model registered in the run's store,
+    and the outputs written by the pod's user (not this process's)."""
+    env = {"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"}
+    run(["make", "render"], cwd=built.root, env=env)
+    run(["dvc", "push", "--quiet"], cwd=built.root, env=env)
+    workdir = tmp_path / "run"
+    done = run_local_in_image(built, workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = ["data-raw", "ingest", "validate", "featurize", "train", "evaluate", "register"]
+    phases = {line.split()[0]: line.split()[2] for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert {task: phases.get(task) for task in tasks} == dict.fromkeys(tasks, "Succeeded"), done.stdout
+    uid = yaml.safe_load((built.root / "pipelines/training.yaml").read_text())["spec"]["securityContext"]["runAsUser"]
+    assert uid != os.geteuid()
+    for written in (workdir / "data-raw/data/raw", workdir / "train/models/model_info.json"):
+        assert written.stat().st_uid == uid, written
+    store = f"sqlite:///{workdir / 'mlflow/mlflow.db'}"
+    script = f"""
+from mlflow import MlflowClient
+from {built.package}.config import load_params
+name = load_params().registry.model_name
+print(len(MlflowClient(tracking_uri={store!r}).search_model_versions(f"name='{{name}}'")))
+"""
+    assert run([str(built.root / ".venv/bin/python"), "-c", script], cwd=built.root).strip().splitlines()[-1] == "1"
+
+
 def test_run_local_in_the_image_names_the_failed_task(built: Built, tmp_path: Path) -> None:
     """A task whose command fails in the container stops the run with a non-zero exit naming it and the image."""
     run(["make", "render"], cwd=built.root, env={"PATH": f"{built.root / '.venv/bin'}:{os.environ['PATH']}"})
