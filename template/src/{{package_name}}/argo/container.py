@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,13 +81,18 @@ def memory(quantity: object) -> str:
 
 
 def local_remotes(root: Path) -> list[str]:
-    """The DVC remotes of the project that are folders (absolute or under `~/`), as DVC lists them."""
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", "remote", "list"], cwd=root, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise ParamsError(f"`dvc remote list` failed in {root}: {done.stderr.strip()[-500:]}")
-    urls = [line.split(maxsplit=1)[1].strip() for line in done.stdout.splitlines() if len(line.split()) > 1]
+    """The DVC remotes of the project that are folders (absolute or under `~/`), as DVC's own config reads them
+    (relative URLs made absolute, the local config merged). `dvc remote list` text is no source: it appends
+    "(default)" to a URL and does not quote paths."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            remotes = repo.config["remote"]
+    except DvcException as exc:
+        raise ParamsError(f"cannot read the DVC remotes of {root}: {exc}") from None
+    urls = [str(settings.get("url", "")) for settings in remotes.values()]
     return [url for url in urls if url.startswith(("/", "~/"))]
 
 
