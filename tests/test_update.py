@@ -148,11 +148,12 @@ USER_STAGE = """
 def test_user_edits_survive(old_project: Path, newest: dict[str, bytes]) -> None:
     """Own features, changed params, an extra stage and an edited README are all kept through the update.
 
-    featurize.py moved to stages/ in 0.3.0: the project's edit of it follows it there.
+    featurize.py moved to stages/ in 0.3.0: from earlier releases, the project's edit of it follows it there.
     """
     package = yaml.safe_load((old_project / ANSWERS).read_text())["package_name"]
     (old_project / f"src/{package}/extra_features.py").write_text(USER_MODULE)
-    featurize = old_project / f"src/{package}/featurize.py"
+    flat = old_project / f"src/{package}/featurize.py"
+    featurize = flat if flat.exists() else old_project / f"src/{package}/stages/featurize.py"
     featurize.write_text(featurize.read_text() + "\n\n# Project note: tenure is also used in years (extra_features).\n")
     params = old_project / "params.yaml"
     params.write_text(
