@@ -13,7 +13,7 @@ PYTHON ?= python3
 # Where `make demo` generates its project.
 DEMO_DIR ?= $(CURDIR)/build/demo
 
-.PHONY: help setup demo test test-fast scenarios snapshots lint bench fleet cookiecutter-json docs docs-serve docs-run clean
+.PHONY: help setup demo test test-fast scenarios snapshots lint bench bench-image fleet cookiecutter-json docs docs-serve docs-run clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ lint: setup ## pre-commit hooks on every file
 
 bench: setup ## Benchmarks: generation, install, `make all` (JSON on stdout)
 	python bench/bench_template.py --pip-baseline
+
+bench-image: setup ## The project image: cold build, rebuild after a code change, size (JSON; needs Docker)
+	python bench/bench_image.py
 
 fleet: setup ## Template version of projects: make fleet PROJECTS="DIR-or-URL ..." [UPDATE=1] [JSON=1]
 	python -m fleet $(if $(UPDATE),--update) $(if $(JSON),--json) $(PROJECTS)
