@@ -29,6 +29,7 @@ SUBJECT = {
     "EXIT_TASK_FAILED": r"\btask",
     "EXIT_NOT_REPRODUCIBLE": r"uncommitted",
     "EXIT_REGISTRY_OUT_OF_SYNC": r"alias",
+    "EXIT_NO_MODEL_CARD": r"model card",
 }
 # The full table of every command, and the tables of one command (a subset).
 FULL_TABLES = [REPO_ROOT / "docs" / "lifecycle.md", REPO_ROOT / "template" / "README.md.jinja"]

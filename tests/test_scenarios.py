@@ -443,6 +443,36 @@ def test_lifecycle_as_pull_requests(tmp_path: Path, dispatch_endpoint: tuple[str
         Expected(GATES, "version 3 fails the success criteria in params.yaml"),
     )
 
+    # A model built to be unfair: an experiment that trains with every western customer labelled as staying,
+    # registered under its own rules (no fairness bounds), then pinned in dev by a pull request.
+    life.branch("unfair-experiment")
+    edit(
+        featurize,
+        'write_table(train.reset_index(drop=True), params.path("train"))',
+        "label = params.data.label\n"
+        '    unfair = train.assign(**{label: train[label] * (train["region"] != "west")})\n'
+        '    write_table(unfair.reset_index(drop=True), params.path("train"))',
+    )
+    text = (life.user / "params.yaml").read_text()
+    start, end = text.index("  fairness:\n"), text.index("\nregister:")
+    (life.user / "params.yaml").write_text(text[:start] + "  fairness: []\n" + text[end:])
+    life.commit("Experiment: western customers labelled as staying, no fairness bounds", featurize, "params.yaml")
+    life.sh("make", "pipeline")
+    registered = life.cli("register")
+    assert "version 4" in registered, registered
+    life.cli("promote", "--env", "dev", "--version", "4", "--allow-worse", "--reason", "try the experiment in dev")
+    unfair_pin = (life.user / life.pin_path("dev")).read_text()
+    life.git("checkout", "--quiet", "--", "dvc.lock", "reports", "models/model_info.json", life.pin_path("dev"))
+    life.branch("pin-fails-fairness")
+    (life.user / life.pin_path("dev")).write_text(unfair_pin)
+    life.commit("Pin version 4 in dev", life.pin_path("dev"))
+    life.judge(
+        "pin fails a fairness bound",
+        "dev pinned to version 4, trained with every western customer labelled as staying and registered with no "
+        "fairness bounds; main bounds the recall gap across regions (evaluate.fairness)",
+        Expected(GATES, "recall differs by"),
+    )
+
     # A template update: a newer template release with a change, by `copier update` as template-update.yml runs it.
     clone = life.template.path
     newer = Version(life.template.newest.removeprefix("v")).release

@@ -15,6 +15,7 @@ from .errors import (
     GateFailed,
     ManifestError,
     MonitorBreach,
+    NoModelCard,
     NotInRegistry,
     NotReproducible,
     ParamsError,
@@ -49,6 +50,7 @@ EXIT_RULES_CHANGED = 13  # a pull request changes the promotion rules in params.
 EXIT_TASK_FAILED = 14  # `pipeline run-local`: a task of the workflow failed or left a declared output unwritten
 EXIT_NOT_REPRODUCIBLE = 15  # trained from uncommitted changes: it may serve in the first environment (dev) only
 EXIT_REGISTRY_OUT_OF_SYNC = 16  # `history --check-registry`: an alias champion-<env> is not on its pinned version
+EXIT_NO_MODEL_CARD = 17  # the version has no model card, or its card lacks a written or computed section
 EXIT_CODES: dict[type[Exception], int] = {
     ParamsError: EXIT_BAD_INPUT,
     DataError: EXIT_BAD_INPUT,
@@ -66,6 +68,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     RulesChanged: EXIT_RULES_CHANGED,
     TaskFailed: EXIT_TASK_FAILED,
     RegistryOutOfSync: EXIT_REGISTRY_OUT_OF_SYNC,
+    NoModelCard: EXIT_NO_MODEL_CARD,
 }
 SERVE_HELP = "serve a registered model over the open inference protocol (v2) with Prometheus metrics"
 MANIFESTS_HELP = (

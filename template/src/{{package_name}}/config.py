@@ -41,6 +41,11 @@ class Paths(_Section):
     gate: Path
     confusion: Path
     roc: Path
+    # The model card (card.py): the sections its owners write, and the card evaluate writes in both forms.
+    # Defaults, so that a params.yaml from before the card still loads (its update adds the lines).
+    card_text: Path = Path("model_card.md")
+    card: Path = Path("reports/model_card.json")
+    card_markdown: Path = Path("reports/model_card.md")
 
 
 class Ingest(_Section):
@@ -114,6 +119,11 @@ class Bound(_Section):
         if self.max is not None and value > self.max:
             return f"{value:.4f} is above the maximum {self.max}"
         return None
+
+    def describe(self) -> str:
+        """The bound as people read it: ">= 0.75", "<= 0.2" or both."""
+        parts = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
+        return ", ".join(p for p in parts if p)
 
 
 # Per-slice metrics a fairness bound may name, at evaluate.decision_threshold (positive_rate: the share

@@ -57,6 +57,10 @@ class NotReproducible(PromotionRefused):
     """The version was trained from uncommitted changes (git_dirty): it may serve in the first environment only."""
 
 
+class NoModelCard(PromotionRefused):
+    """The version has no model card, or its card lacks a section (card.py): nobody can review what it is for."""
+
+
 class RulesChanged(PromotionRefused):
     """A pull request changes the promotion rules (criteria, environments) together with a pin."""
 

@@ -6,9 +6,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..card import problems, recorded
 from ..config import PARAMS_FILE, Params, load_params
 from ..errors import (
     CriteriaNotMet,
+    NoModelCard,
     NotInRegistry,
     NotReproducible,
     ParamsError,
@@ -55,6 +57,24 @@ def check_criteria(params: Params, version: Version) -> None:
             f"{version.model} version {version.number} fails the success criteria in params.yaml:\n  "
             + "\n  ".join(failures)
         )
+
+
+def check_card(version: Version) -> str:
+    """The card gate: a version is promoted with a complete model card of its own run."""
+    found = recorded(version.storage_uri, version.run_id)
+    if found is None:
+        raise NoModelCard(
+            f"{version.model} version {version.number} has no model card (model_card.json in its model folder "
+            "or run): evaluate and register it with this version of the project, which writes the card"
+        )
+    missing = problems(found)
+    if found.get("model", {}).get("run_id") not in (None, version.run_id):
+        missing.append(f"it is the card of run {found['model']['run_id']}, not of the version's run {version.run_id}")
+    if missing:
+        raise NoModelCard(
+            f"the model card of {version.model} version {version.number} is not complete:\n  " + "\n  ".join(missing)
+        )
+    return "complete: every written and computed section"
 
 
 def check_order(params: Params, env: str, number: str, previous: Pin | None) -> str:
@@ -130,6 +150,7 @@ def gates(
 ) -> list[tuple[str, str]]:
     """Every promotion gate in turn; the first refusal raises. Returns (gate, result) rows for the PR body."""
     check_criteria(params, challenger)
+    card_state = check_card(challenger)
     order = check_order(params, env, challenger.number, previous)
     reproducible = check_reproducible(params, env, challenger)
     name, _ = compare_metric(params)
@@ -142,6 +163,7 @@ def gates(
             "fairness criteria (params.yaml)",
             "met: " + (", ".join(b.name for b in params.evaluate.fairness) or "none set"),
         ),
+        ("model card", card_state),
         (f"order {' → '.join(params.deploy.environments)}", order),
         ("trained from a commit", reproducible),
         (f"not worse than the champion on {name}", against),

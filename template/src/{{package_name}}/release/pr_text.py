@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import card
 from ..config import Bound, Params
 from ..lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, RUN_ID, TEMPLATE_VERSION, UNKNOWN
 from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
+from .charts import charts
 from .pin import pin_path
 
 
 def _bound(bound: Bound | None) -> str:
-    if bound is None:
-        return ""
-    parts = [f">= {bound.min:g}" if bound.min is not None else "", f"<= {bound.max:g}" if bound.max is not None else ""]
-    return ", ".join(p for p in parts if p)
+    return bound.describe() if bound is not None else ""
 
 
 def _number(value: Any) -> str:
@@ -71,6 +70,34 @@ def fairness_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
     return "\n".join(lines)
 
 
+def card_sections(params: Params, challenger: Version, champion: Version | None) -> list[str]:
+    """The challenger's model card beside the champion's, what changed, and the charts of the two."""
+    new = card.recorded(challenger.storage_uri, challenger.run_id) or {}
+    old = card.recorded(champion.storage_uri, champion.run_id) if champion else None
+    new_label = f"challenger v{challenger.number}"
+    old_label = f"champion v{champion.number}" if champion else "champion"
+    parts = [
+        "### Charts: challenger vs champion",
+        "",
+        charts(params, new, old, new_label, old_label) or "No card to chart.",
+    ]
+    parts += ["", "### Model card", ""]
+    if champion:
+        parts += [f"What changed from the card of champion v{champion.number}:", "", *card.changes(new, old), ""]
+    for label, found, number in (
+        (new_label, new, challenger.number),
+        (old_label, old, champion.number if champion else ""),
+    ):
+        if not number:
+            continue
+        if not found:
+            parts += [f"The {label} has no model card.", ""]
+            continue
+        parts += [f"<details><summary>Model card of the {label}</summary>", "",
+                  card.markdown(found, version=number, metadata=False), "</details>", ""]  # fmt: skip
+    return parts
+
+
 def pr_body(
     params: Params,
     registry: Registry,
@@ -108,6 +135,7 @@ def pr_body(
         "",
         fairness_table(params, recorded_slices(challenger.run_id)),
         "",
+        *card_sections(params, challenger, champion),
         "### Lineage",
         "",
         "| | |",

@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import card
 from ..config import Params
 from ..errors import DataError, ParamsError
 from ..monitoring.input_log import InputLog, schema_for
@@ -81,8 +82,10 @@ class Endpoints:
         text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
         drain_seconds: float = 0,
         hook: ServingHook | None = None,
+        model_card: dict[str, Any] | None = None,
     ) -> None:
         self.model, self.name, self.version, self.fast, self.hook = model, name, version, fast, hook
+        self.model_card = model_card
         self.columns, self.max_rows, self.text_limits = columns, max_rows, text_limits
         self.drain = Drain(drain_seconds)
         self.metrics = make_metrics()
@@ -108,6 +111,8 @@ class Endpoints:
             "parameters": {"predict_path": "fast" if fast else "pyfunc", **({HOOK_SETTING: hook.name} if hook else {})},
             "inputs": [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in columns],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "INT64", "shape": [-1]}],
+            # An extension field of the V2 model metadata: the card of the version served (card.py), or null.
+            "model_card": model_card,
         }
 
     def unknown_model(self, request: Request) -> JSONResponse | None:
@@ -139,6 +144,15 @@ class Endpoints:
 
     async def model_metadata(self, request: Request) -> Response:
         return self.unknown_model(request) or JSONResponse(self.metadata)
+
+    async def model_card_text(self, request: Request) -> Response:
+        """The card as Markdown, for people (an extension path beside the metadata); 404 when there is none."""
+        if refused := self.unknown_model(request):
+            return refused
+        if self.model_card is None:
+            return JSONResponse({"error": f"model '{self.name}' version {self.version} has no model card"}, 404)
+        text = card.markdown(self.model_card, version=self.version)
+        return Response(text, media_type="text/markdown; charset=utf-8")
 
     async def model_ready(self, request: Request) -> Response:
         return self.unknown_model(request) or JSONResponse({"name": self.name, "ready": True})
@@ -232,6 +246,7 @@ class Endpoints:
             Route("/v2/models/{model}", self.model_metadata),
             Route("/v2/models/{model}/ready", self.model_ready),
             Route("/v2/models/{model}/versions/{version}", self.model_metadata),
+            Route("/v2/models/{model}/model_card", self.model_card_text),
             Route("/v2/models/{model}/versions/{version}/ready", self.model_ready),
             Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
@@ -302,8 +317,23 @@ def build_app(params: Params, served: ServedModel, announce: bool = True) -> Sta
             TextLimits.of(params),
             params.serve.drain_seconds,
             load_serving_hook(params.hooks.serving),
+            served_card(local, served.uri),
         )
     )
+
+
+def served_card(local: Path, uri: str) -> dict[str, Any] | None:
+    """The model card the model's folder carries (the evaluate stage puts it there), or None."""
+    path = local / card.JSON_FILE
+    if not path.is_file():
+        log.warning("%s has no model card: the metadata's model_card is null", uri)
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("the model card of %s cannot be read (%s): the metadata's model_card is null", uri, exc)
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def fast_paths(

@@ -1,8 +1,11 @@
-"""Evaluate stage: held-out metrics, the slice (bias) report, and the gate of success and fairness criteria."""
+"""Evaluate stage: held-out metrics, the slice (bias) report, the gate of success and fairness criteria, and
+the model card."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -10,9 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from .. import card
 from ..config import FairnessBound, Params
 from ..errors import ParamsError
 from ..files import read_json, read_table, write_json
+from ..lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, UNKNOWN, template_version
+from ..monitoring.reference import load_profile
 from ..registry import configure
 from .train import split_xy
 
@@ -133,6 +139,74 @@ def write_plots(y: np.ndarray, prob: np.ndarray, params: Params) -> None:
     roc.round(6).to_csv(params.path("roc"), index=False)
 
 
+def model_card(
+    params: Params,
+    info: dict[str, Any],
+    overall: dict[str, float],
+    slices: list[dict[str, Any]],
+    fairness: list[dict[str, Any]],
+    y: np.ndarray,
+    prob: np.ndarray,
+) -> dict[str, Any]:
+    """The card of the evaluated model: the owners' sections from paths.card_text, the rest from this run."""
+    tags = mlflow.get_run(info["run_id"]).data.tags
+    profile = load_profile(params.path("model"))
+    criteria = params.evaluate.success_criteria
+    return card.build(
+        text_path=params.path("card_text"),
+        model={
+            "name": params.registry.model_name,
+            "estimator": info["estimator"],
+            "hyperparameters": info.get("best_params", {}),
+            "run_id": info["run_id"],
+            "model_uri": info["model_uri"],
+        },
+        lineage={
+            "git_commit": tags.get(COMMIT_TAG, UNKNOWN),
+            "uncommitted_changes": tags.get(DIRTY_TAG, UNKNOWN),
+            "data_source": tags.get("data_source", UNKNOWN),
+            "dvc_data_hash": tags.get(DATA_HASH_TAG, UNKNOWN),
+            "template_release": template_version(params),
+        },
+        data={
+            "source": tags.get("data_source", UNKNOWN),
+            "dvc_hash": tags.get(DATA_HASH_TAG, UNKNOWN),
+            "training_rows": profile.get("rows"),
+            "evaluation_rows": len(y),
+            "evaluation_label_rate": round(float(y.mean()), 6) if len(y) else None,
+            "split": f"held out at random: test_size {params.featurize.test_size:g}, seed {params.featurize.seed}",
+            "time_range": "not recorded: the data contract (data.columns) has no time column",
+        },
+        metrics=[
+            {
+                "name": name,
+                "value": value,
+                "criterion": criteria[name].describe() if name in criteria else "",
+                "passed": criteria[name].violation(value) is None if name in criteria else None,
+            }
+            for name, value in overall.items()
+        ],
+        decision_threshold=params.evaluate.decision_threshold,
+        factors=list(params.evaluate.slice_by),
+        slices=slices,
+        fairness=fairness,
+        calibration_report=card.calibration(y, prob),
+        roc=card.roc_points(y, prob),
+        drift_reference=card.drift_summary(profile),
+    )
+
+
+def log_card(info: dict[str, Any], params: Params) -> None:
+    """The card with the run (model_card/) and inside the logged model's folder, which a registered version's
+    storage URI points at: a server, the storage initializer and promotion find it there."""
+    with tempfile.TemporaryDirectory(prefix="model-card-") as folder:
+        for name, source in ((card.JSON_FILE, "card"), (card.MARKDOWN_FILE, "card_markdown")):
+            (Path(folder) / name).write_bytes(params.path(source).read_bytes())
+        mlflow.log_artifacts(folder, artifact_path="model_card")
+        model_id = str(info["model_uri"]).removeprefix("models:/")
+        mlflow.MlflowClient().log_model_artifacts(model_id, folder)
+
+
 def main(params: Params) -> str:
     check_criteria_names(params)
     test = read_table(params.path("test"), produced_by="featurize")
@@ -161,9 +235,17 @@ def main(params: Params) -> str:
         mlflow.set_tag("gate", "passed" if not failures else "failed")
         for name in ("metrics", "slices", "gate", "confusion", "roc"):
             mlflow.log_artifact(str(params.path(name)), artifact_path="evaluation")
+        built = model_card(params, info, overall, slices, fairness, y, prob)
+        write_json(built, params.path("card"))
+        params.path("card_markdown").write_text(card.markdown(built), encoding="utf-8")
+        log_card(info, params)
+        incomplete = card.problems(built)
 
     verdict = "meets the success and fairness criteria"
     if failures:
         verdict = "FAILS its criteria:\n  " + "\n  ".join(failures)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if k in params.evaluate.success_criteria)
-    return f"held-out {shown}; model {verdict}"
+    card_note = f"model card {params.paths.card_markdown}"
+    if incomplete:
+        card_note += " is INCOMPLETE, so promotion refuses the model:\n  " + "\n  ".join(incomplete)
+    return f"held-out {shown}; model {verdict}; {card_note}"

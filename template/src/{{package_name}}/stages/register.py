@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from .. import card
 from ..config import Params
 from ..errors import GateFailed
 from ..files import read_json
@@ -11,7 +13,7 @@ from ..lineage import lineage_tags
 from ..registry import register_run
 
 
-def version_tags(params: Params, metrics: dict, gate: dict) -> dict[str, str]:
+def version_tags(params: Params, metrics: dict, gate: dict, model_card: Any = None) -> dict[str, str]:
     """Lineage, params and evaluation recorded on the model version."""
     return {
         **lineage_tags(params),
@@ -21,6 +23,8 @@ def version_tags(params: Params, metrics: dict, gate: dict) -> dict[str, str]:
         "params.criteria": json.dumps(params.evaluate.model_dump(mode="json")["success_criteria"], sort_keys=True),
         "evaluation": json.dumps(metrics, sort_keys=True),
         "gate": "passed" if gate["passed"] else "failed",
+        # Whether the card evaluate wrote is complete (card.py); promotion reads the card itself.
+        "model_card": "complete" if not card.problems(model_card) else "incomplete",
     }
 
 
@@ -33,7 +37,9 @@ def main(params: Params) -> str:
             + "\n  ".join(gate["failures"])
         )
     metrics = read_json(params.path("metrics"), "evaluate")
-    version, reused = register_run(params, info["model_uri"], info["run_id"], version_tags(params, metrics, gate))
+    model_card = read_json(params.path("card"), "evaluate") if params.path("card").exists() else None
+    tags = version_tags(params, metrics, gate, model_card)
+    version, reused = register_run(params, info["model_uri"], info["run_id"], tags)
     name, alias = params.registry.model_name, params.registry.alias
     action = "already registered as" if reused else "registered as"
     return f"run {info['run_id']} {action} {name} version {version}, alias '{alias}'"

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from ..card import problems
 from ..config import Params
 from ..registry import tracking_uri
 
@@ -78,6 +79,11 @@ def main(params: Params) -> str:
     if isinstance(gate, dict):
         verdict = "passed" if gate["passed"] else "failed: " + "; ".join(gate["failures"])
         lines.append(f"  gate           {verdict}  [{params.paths.gate}]")
+    card = _read(params, "card")
+    if isinstance(card, dict):
+        missing = problems(card)
+        state = "complete" if not missing else f"INCOMPLETE ({len(missing)} missing: promotion refuses it)"
+        lines.append(f"  model card     {state}  [{params.paths.card_markdown}]")
     lines += [
         f"  bias report    per-slice metrics  [{params.paths.slices}]",
         f"  plots          {params.paths.confusion}, {params.paths.roc}  (make plots)",
