@@ -80,6 +80,25 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     run(["dvc", "pull", "--quiet"], cwd=clone, env={"PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})
     assert (clone / "models/model/MLmodel").exists()
 
+    check_promotion_pull_request(root, env, tmp_path / "pr.md")
+
+
+def check_promotion_pull_request(root: Path, env: dict[str, str], body: Path) -> None:
+    """`make all` wrote a complete model card; the promotion PR shows it, and its charts parse as GitHub parses them."""
+    assert "model card     complete" in run(["make", "summary"], cwd=root, env=env)
+    run(["make", "promote", "ENV=dev", "VERSION=1", f"BODY={body}"], cwd=root, env=env)
+    text = body.read_text()
+    assert "<summary>Model card of the challenger v1</summary>" in text and "## Intended use" in text
+    node = shutil.which("node")
+    assert node, "Node is needed to parse the Mermaid charts: install nodejs"
+    assert (REPO_ROOT / "node_modules/mermaid").is_dir(), "mermaid is not installed: run make setup"
+    parsed = subprocess.run(
+        [node, str(REPO_ROOT / "tests/mermaid_parse.mjs"), str(body)], capture_output=True, text=True, timeout=120
+    )
+    assert parsed.returncode == 0, parsed.stderr
+    charts = json.loads(parsed.stdout)
+    assert len(charts) >= 2 and all(chart == {"type": "xychart"} for chart in charts), charts
+
 
 def assert_only_listed_files_pending(root: Path, make_all_output: str) -> None:
     """`git status` shows exactly the files of the summary's `git add` line, and uv.lock is already in git."""
