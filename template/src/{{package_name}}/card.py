@@ -37,7 +37,24 @@ WRITTEN = {
     "known_limitations": "Known limitations",
     "ethical_considerations": "Ethical considerations",
 }
-COMPUTED = ("model", "lineage", "data", "metrics", "slices", "fairness", "calibration", "drift_reference")
+# Computed sections and the JSON type each has: a card read from a registry is checked before it is shown.
+COMPUTED: dict[str, type] = {
+    "model": dict,
+    "lineage": dict,
+    "data": dict,
+    "metrics": list,
+    "slices": list,
+    "fairness": list,
+    "calibration": dict,
+    "drift_reference": dict,
+}
+# What each row of a computed table has (a card read from a registry is checked before it is shown).
+ROW_FIELDS = {
+    "metrics": {"name", "value"},
+    "slices": {"slice", "value"},
+    "fairness": {"criterion"},
+    "calibration": {"bin", "rows", "predicted", "observed"},
+}
 CALIBRATION_BINS = 10
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
@@ -172,14 +189,39 @@ def build(
     }
 
 
-def problems(card: Any) -> list[str]:
-    """Why a card is not complete: each written section without text, each computed section absent."""
+def malformed(card: Any) -> list[str]:
+    """Why `card` cannot be shown: not of this schema, or a section of the wrong JSON type."""
     if not isinstance(card, dict) or card.get("schema") != SCHEMA:
         return [f"it is not a model card of schema {SCHEMA}"]
+    wrong = [f"the section '{key}' is not text" for key in WRITTEN if not isinstance(card.get(key, ""), str)]
+    wrong += [
+        f"the computed section '{key}' is not a JSON {kind.__name__}"
+        for key, kind in COMPUTED.items()
+        if key in card and not isinstance(card[key], kind)
+    ]
+    if wrong:
+        return wrong
+    bins = card.get("calibration", {}).get("bins", [])
+    for key, rows, fields in (
+        ("metrics", card.get("metrics", []), ROW_FIELDS["metrics"]),
+        ("slices", card.get("slices", []), ROW_FIELDS["slices"]),
+        ("fairness", card.get("fairness", []), ROW_FIELDS["fairness"]),
+        ("calibration", bins if isinstance(bins, list) else [None], ROW_FIELDS["calibration"]),
+    ):
+        if any(not isinstance(row, dict) or not fields <= set(row) for row in rows):
+            wrong.append(f"a row of '{key}' is not an object with {', '.join(sorted(fields))}")
+    return wrong
+
+
+def problems(card: Any) -> list[str]:
+    """Why a card is not complete: malformed, a written section without text, a computed section absent."""
+    wrong = malformed(card)
+    if wrong:
+        return wrong
     found = [
         f"the section '{heading}' has no text (write it in the card text, then evaluate again)"
         for key, heading in WRITTEN.items()
-        if not str(card.get(key) or "").strip()
+        if not card.get(key, "").strip()
     ]
     found += [f"the computed section '{key}' is missing (evaluate again)" for key in COMPUTED if key not in card]
     return found
@@ -295,7 +337,7 @@ def markdown(card: dict[str, Any], version: str = "", metadata: bool = True) -> 
     out += ["", "### Drift reference", "", f"Training rows profiled: {ref.get('rows')}.", ""]
     out += _table(
         ["feature", "kind", "summary"],
-        [[name, f["kind"], _summary(f)] for name, f in ref.get("features", {}).items()],
+        [[name, f.get("kind", ""), _summary(f)] for name, f in ref.get("features", {}).items() if isinstance(f, dict)],
     )
     out += ["", f"## {WRITTEN['ethical_considerations']}", "", card.get("ethical_considerations") or "_(not written)_"]
     out += ["", f"## Caveats and recommendations: {WRITTEN['known_limitations'].lower()}", ""]
@@ -312,10 +354,10 @@ def _cell(value: Any) -> str:
 
 
 def _summary(feature: dict[str, Any]) -> str:
-    if feature["kind"] == "numeric":
+    if feature.get("kind") == "numeric":
         mean, std, missing = (_number(feature.get(k)) for k in ("mean", "std", "missing"))
         return f"mean {mean}, std {std}, missing {missing}"
-    return ", ".join(f"{k} {v:.2f}" for k, v in feature.get("top", {}).items())
+    return ", ".join(f"{k} {_number(v)}" for k, v in dict(feature.get("top") or {}).items())
 
 
 def changes(new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
@@ -333,11 +375,11 @@ def changes(new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
     before = {m["name"]: m["value"] for m in old.get("metrics", [])}
     for metric in new.get("metrics", []):
         if isinstance(before.get(metric["name"]), (int, float)):
-            lines.append(f"- {metric['name']}: {before[metric['name']]:.4f} → {metric['value']:.4f}")
+            lines.append(f"- {metric['name']}: {_number(before[metric['name']])} → {_number(metric['value'])}")
     old_cal, new_cal = old.get("calibration", {}), new.get("calibration", {})
     if "expected_calibration_error" in old_cal and "expected_calibration_error" in new_cal:
-        lines.append(f"- expected calibration error: {old_cal['expected_calibration_error']:.4f} → "
-                     f"{new_cal['expected_calibration_error']:.4f}")  # fmt: skip
+        before_ece, after_ece = old_cal["expected_calibration_error"], new_cal["expected_calibration_error"]
+        lines.append(f"- expected calibration error: {_number(before_ece)} → {_number(after_ece)}")
     old_fair = {f["criterion"]: f for f in old.get("fairness", [])}
     for result in new.get("fairness", []):
         was = old_fair.get(result["criterion"])

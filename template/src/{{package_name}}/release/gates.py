@@ -68,7 +68,7 @@ def check_card(version: Version) -> str:
             "or run): evaluate and register it with this version of the project, which writes the card"
         )
     missing = problems(found)
-    if found.get("model", {}).get("run_id") not in (None, version.run_id):
+    if not missing and found["model"].get("run_id") not in (None, version.run_id):
         missing.append(f"it is the card of run {found['model']['run_id']}, not of the version's run {version.run_id}")
     if missing:
         raise NoModelCard(

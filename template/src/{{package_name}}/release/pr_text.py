@@ -73,28 +73,25 @@ def fairness_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
 def card_sections(params: Params, challenger: Version, champion: Version | None) -> list[str]:
     """The challenger's model card beside the champion's, what changed, and the charts of the two."""
     new = card.recorded(challenger.storage_uri, challenger.run_id) or {}
-    old = card.recorded(champion.storage_uri, champion.run_id) if champion else None
+    recorded = card.recorded(champion.storage_uri, champion.run_id) if champion else None
+    # Charts and changes read only a card that can be shown (the challenger's passed the card gate).
+    old = recorded if recorded is not None and not card.malformed(recorded) else None
     new_label = f"challenger v{challenger.number}"
     old_label = f"champion v{champion.number}" if champion else "champion"
-    parts = [
-        "### Charts: challenger vs champion",
-        "",
-        charts(params, new, old, new_label, old_label) or "No card to chart.",
-    ]
-    parts += ["", "### Model card", ""]
+    drawn = charts(params, new, old, new_label, old_label) or "No model card to chart."
+    parts = ["### Charts: challenger vs champion", "", drawn, "", "### Model card", ""]
+    shown = [(new_label, new, challenger.number)]
     if champion:
         parts += [f"What changed from the card of champion v{champion.number}:", "", *card.changes(new, old), ""]
-    for label, found, number in (
-        (new_label, new, challenger.number),
-        (old_label, old, champion.number if champion else ""),
-    ):
-        if not number:
-            continue
+        shown.append((old_label, recorded or {}, champion.number))
+    for label, found, number in shown:
         if not found:
             parts += [f"The {label} has no model card.", ""]
-            continue
-        parts += [f"<details><summary>Model card of the {label}</summary>", "",
-                  card.markdown(found, version=number, metadata=False), "</details>", ""]  # fmt: skip
+        elif wrong := card.malformed(found):
+            parts += [f"The model card of the {label} cannot be shown: {'; '.join(wrong)}.", ""]
+        else:
+            text = card.markdown(found, version=number, metadata=False)
+            parts += [f"<details><summary>Model card of the {label}</summary>", "", text, "</details>", ""]
     return parts
 
 

@@ -333,7 +333,12 @@ def served_card(local: Path, uri: str) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         log.warning("the model card of %s cannot be read (%s): the metadata's model_card is null", uri, exc)
         return None
-    return found if isinstance(found, dict) else None
+    if wrong := card.malformed(found):
+        log.warning(
+            "the model card of %s cannot be shown (%s): the metadata's model_card is null", uri, "; ".join(wrong)
+        )
+        return None
+    return found
 
 
 def fast_paths(
