@@ -162,10 +162,10 @@ def model_card(
             "model_uri": info["model_uri"],
         },
         lineage={
-            "git_commit": tags.get(COMMIT_TAG, UNKNOWN),
+            COMMIT_TAG: tags.get(COMMIT_TAG, UNKNOWN),
             "uncommitted_changes": tags.get(DIRTY_TAG, UNKNOWN),
             "data_source": tags.get("data_source", UNKNOWN),
-            "dvc_data_hash": tags.get(DATA_HASH_TAG, UNKNOWN),
+            DATA_HASH_TAG: tags.get(DATA_HASH_TAG, UNKNOWN),
             "template_release": template_version(params),
         },
         data={
