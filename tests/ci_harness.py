@@ -81,10 +81,6 @@ def run_ci(
         **os.environ,
         **{k: expand(v, expressions) for k, v in flow.get("env", {}).items()},
         "RUNNER_TEMP": str(runner_temp),
-        # A runner's own temporary folder, as a hosted runner has: the project's pytest then keeps and prunes
-        # its numbered folders apart from the other pytest sessions of this machine (one pruning another's
-        # folder while it is listed fails the session at exit).
-        "TMPDIR": str(runner_temp),
         "GITHUB_ENV": str(github_env),
         "GITHUB_OUTPUT": str(scratch / "github-output"),
         # This machine has the project's Python; one OpenMP thread beside the other test worker.
