@@ -102,7 +102,21 @@ def docker_engine(folder: Path) -> Iterator[Engine]:
             daemon.kill()
             daemon.wait()
         log.close()
-        shutil.rmtree(folder / "data", ignore_errors=True)
+        unmount_under(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def unmount_under(folder: Path) -> None:
+    """Detach what dockerd left mounted in its folders (its `default` network namespace stays bound under
+    exec/netns after it exits), deepest first: a mount left there makes any later removal of the folder fail
+    with EBUSY, pytest's own pruning of old temporary folders included."""
+    root = str(folder.resolve())
+    mounted = [
+        line.split()[4].encode().decode("unicode_escape")
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    ]
+    for point in sorted((p for p in mounted if p == root or p.startswith(root + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
 
 
 def has_image(engine: Engine, image: str) -> bool:
