@@ -209,6 +209,7 @@ def log_card(info: dict[str, Any], params: Params) -> None:
 
 def main(params: Params) -> str:
     check_criteria_names(params)
+    card.read_text(params.path("card_text"))  # a card text that cannot be read stops the stage before it writes
     test = read_table(params.path("test"), produced_by="featurize")
     features, label = split_xy(test, params)
     model = mlflow.sklearn.load_model(str(params.path("model")))
