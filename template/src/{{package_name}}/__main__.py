@@ -1,7 +1,7 @@
-"""Entry point for `python -m <package>`."""
+"""Entry point for `python -m <package>`: the runtime's commands, run for this project's stages and hooks."""
 
 import sys
 
-from .cli import main
+from mlops_runtime.cli import main
 
-sys.exit(main())
+sys.exit(main(project=__package__))

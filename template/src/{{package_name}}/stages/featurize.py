@@ -13,9 +13,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from ..config import DataContract, Params
-from ..files import read_table, write_table
-from ..text import normalise_text
+from mlops_runtime.config import DataContract, Params
+from mlops_runtime.files import read_table, write_table
+from mlops_runtime.text import normalise_text
 
 
 def build_preprocessor(contract: DataContract) -> ColumnTransformer:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import Params
-from ..files import normalise, read_table, write_table
+from mlops_runtime.config import Params
+from mlops_runtime.files import normalise, read_table, write_table
 
 
 def main(params: Params) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import card
-from ..config import Params
-from ..errors import GateFailed
-from ..files import read_json
-from ..lineage import lineage_tags
-from ..registry import register_run
+from mlops_runtime import card
+from mlops_runtime.config import Params
+from mlops_runtime.errors import GateFailed
+from mlops_runtime.files import read_json
+from mlops_runtime.lineage import lineage_tags
+from mlops_runtime.registry import register_run
 
 
 def version_tags(params: Params, metrics: dict, gate: dict, model_card: Any = None) -> dict[str, str]:

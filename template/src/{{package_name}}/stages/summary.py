@@ -8,9 +8,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from ..card import problems
-from ..config import Params
-from ..registry import tracking_uri
+from mlops_runtime.card import problems
+from mlops_runtime.config import Params
+from mlops_runtime.registry import tracking_uri
 
 
 def _read(params: Params, name: str) -> object | None:

@@ -21,13 +21,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 
-from .. import text
-from ..config import Params, Train
-from ..errors import ParamsError
-from ..files import read_table, write_json
-from ..lineage import lineage_tags
-from ..monitoring.reference import write_reference
-from ..registry import configure
+from mlops_runtime import text
+from mlops_runtime.config import Params, Train
+from mlops_runtime.errors import ParamsError
+from mlops_runtime.files import read_table, write_json
+from mlops_runtime.lineage import lineage_tags
+from mlops_runtime.monitoring.reference import write_reference
+from mlops_runtime.registry import configure
 from .featurize import build_preprocessor
 
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)

@@ -8,9 +8,9 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from ..config import Column, DataContract, Params
-from ..errors import ContractViolation
-from ..files import read_table, write_json, write_table
+from mlops_runtime.config import Column, DataContract, Params
+from mlops_runtime.errors import ContractViolation
+from mlops_runtime.files import read_table, write_json, write_table
 
 MAX_ROWS_SHOWN = 10
 

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
-# The import name, for the commands the project prints and runs (`python -m <package> ...`).
-PACKAGE = __package__
 # JSON merged over params.yaml, e.g. '{"train": {"seed": 3}}': how a cluster run
 # takes parameter overrides without a commit.
 OVERRIDES_ENV = "PARAMS_OVERRIDES"

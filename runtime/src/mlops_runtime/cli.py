@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .config import PACKAGE, PARAMS_FILE, load_params
+from .config import PARAMS_FILE, load_params
 from .errors import (
     ContractViolation,
     CriteriaNotMet,
@@ -27,7 +27,7 @@ from .errors import (
     TaskFailed,
     WorseThanChampion,
 )
-from .stages import STAGES
+from .project import bind, package
 
 # Other commands that read params.yaml, in the same form.
 TOOLS: dict[str, str] = {
@@ -221,9 +221,9 @@ def _add_sample_data(commands: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m {PACKAGE}", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {package()}", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in {**STAGES, **TOOLS}.items():
+    for name, help_text in {**project_stages(), **TOOLS}.items():
         _params_option(commands.add_parser(name, help=help_text, description=help_text))
     adders = (_add_pipeline, _add_monitor, _add_serve, _add_manifests, _add_promote, _add_history, _add_sample_data)
     for add in adders:
@@ -231,9 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def project_stages() -> dict[str, str]:
+    """The project's stages in run order (STAGES of `<package>.stages`): name -> what it does."""
+    return importlib.import_module(f"{package()}.stages").STAGES
+
+
 def run_stage(name: str, args: argparse.Namespace) -> str:
     params = load_params(args.params)
-    return importlib.import_module(f".stages.{name}", __package__).main(params)
+    return importlib.import_module(f"{package()}.stages.{name}").main(params)
 
 
 def run_pipeline(args: argparse.Namespace) -> str:
@@ -361,8 +366,11 @@ def run_sample_data(args: argparse.Namespace) -> str:
     return f"wrote {write_sample(args.output, rows=args.rows, seed=args.seed)}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; known errors become a message on stderr and their exit code."""
+def main(argv: list[str] | None = None, project: str | None = None) -> int:
+    """Run one command for `project` (its package; by default the one named, see project.py); known errors become
+    a message on stderr and their exit code."""
+    if project:
+        bind(project)
     args = build_parser().parse_args(argv)
     handlers = {
         "pipeline": run_pipeline,

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..config import PACKAGE, Params
+from ..config import Params
 from ..errors import ParamsError, RegistryOutOfSync, SubmitError
 from ..registry import CHAMPION_ALIAS
 from .gates import check_env
 from .pin import git, pin_at, pin_path, read_pin
+from ..project import package
 
 # GitHub's merge commit ("Merge pull request #12 from owner/branch") and squash merge ("Title (#12)").
 PR_SUBJECT = re.compile(r"^Merge pull request #(?P<merge>[0-9]+)\b|\(#(?P<squash>[0-9]+)\)\s*$")
@@ -242,7 +243,7 @@ def history(
     if wrong and check_registry:
         raise RegistryOutOfSync(
             "\n".join(wrong) + "\nthe aliases follow the pins after merge: run the sync-aliases workflow "
-            f"(make promote-sync, python -m {PACKAGE} promote --sync); to serve the alias's version instead, "
-            f"promote it (python -m {PACKAGE} promote --env ENV --version N)\n" + text
+            f"(make promote-sync, python -m {package()} promote --sync); to serve the alias's version instead, "
+            f"promote it (python -m {package()} promote --env ENV --version N)\n" + text
         )
     return text

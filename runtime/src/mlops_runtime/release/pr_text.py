@@ -10,6 +10,7 @@ from ..lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, RUN_ID, TEMPLATE_VER
 from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
 from .charts import charts
 from .pin import pin_path
+from .criteria import fairness_results
 
 
 def _bound(bound: Bound | None) -> str:
@@ -54,8 +55,6 @@ def slices_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
 
 def fairness_table(params: Params, slices: list[dict[str, Any]] | None) -> str:
     """Markdown: each evaluate.fairness bound, the value the slices give and whether it holds."""
-    from ..stages.evaluate import fairness_results
-
     if not params.evaluate.fairness:
         return "No fairness criteria are set (evaluate.fairness in params.yaml)."
     lines = ["| criterion | value | best vs worst slice | result |", "|---|---|---|---|"]

@@ -21,6 +21,7 @@ from ..lineage import DIRTY_TAG
 from ..registry import Registry, Version, recorded_slices
 from .extra_gates import extra_gates
 from .pin import Pin, git
+from .criteria import gate
 
 
 def compare_metric(params: Params) -> tuple[str, bool]:
@@ -37,8 +38,6 @@ def compare_metric(params: Params) -> tuple[str, bool]:
 
 def criteria_failures(params: Params, version: Version) -> list[str]:
     """Why the version's recorded evaluation fails today's success criteria (params.yaml); empty when it passes."""
-    from ..stages.evaluate import gate
-
     missing = [name for name in params.evaluate.success_criteria if name not in version.evaluation]
     if missing:
         return [f"no recorded {name} in the version's 'evaluation' tag (register it with the register stage)"

@@ -10,9 +10,10 @@ import yaml
 from hera.workflows import Artifact, Container, Env, Parameter, Resources, RetryStrategy, SecretEnv
 from hera.workflows import models as m
 
-from ..config import OVERRIDES_ENV, PACKAGE, Params
+from ..config import OVERRIDES_ENV, Params
 from ..errors import ParamsError
 from .dag import Step, slug
+from ..project import package
 
 WORKDIR = "/app"  # where the Dockerfile puts the project in the image
 # The one pod security context of the project (the image's user), beside the overlays: kustomize
@@ -106,7 +107,7 @@ def _resources(params: Params, step: str) -> tuple[Resources, list[m.Toleration]
 
 def cli_command(*args: str) -> list[str]:
     """A command of this project's CLI, as DVC runs it locally."""
-    return ["python", "-m", PACKAGE, *args]
+    return ["python", "-m", package(), *args]
 
 
 def container(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..config import PACKAGE, PARAMS_FILE, Params, env_name_problem
+from ..config import PARAMS_FILE, Params, env_name_problem
 from ..errors import (
     ParamsError,
     PinMismatch,
@@ -32,6 +32,7 @@ from .pin import (
     read_pin,
 )
 from .pr_text import metrics_table, pr_body, slices_table
+from ..project import package
 
 # Lineage a pin must agree on with the registry; the template version is the project's, not the model's.
 CHECKED_LINEAGE = tuple(name for name in LINEAGE if name != TEMPLATE_VERSION)
@@ -98,7 +99,7 @@ def check_pin(params: Params, registry: Registry, env: str, head: Pin, base_pin:
         raise PinMismatch(
             f"{head.path} does not match {head.model} version {head.version} in the registry:\n  "
             + "\n  ".join(wrong)
-            + f"\nwrite pins with `python -m {PACKAGE} promote --env {env} --version {head.version}`"
+            + f"\nwrite pins with `python -m {package()} promote --env {env} --version {head.version}`"
         )
     if base_pin is not None and base_pin.version == head.version:
         return f"{env}: version {head.version} unchanged, pin consistent with the registry"
@@ -142,7 +143,7 @@ def check_served(params: Params) -> list[str]:
             "kustomize renders something else than the pin (model.yaml) would serve:\n  "
             + "\n  ".join(wrong)
             + "\nthe model and its image change only through the pin: remove the overlay's images:/patches: (or the "
-            f"base/components change) that alter them, and promote with `python -m {PACKAGE} promote`"
+            f"base/components change) that alter them, and promote with `python -m {package()} promote`"
         )
     return [f"{env}: kustomize serves its pin" for env in found]
 
