@@ -24,6 +24,9 @@ def run(*cmd: str) -> bool:
     return subprocess.run(cmd, check=False).returncode == 0
 
 
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "runtime" / "src" / "mlops_runtime" / "sample_data.py"
+
+
 def quiet(*cmd: str) -> bool:
     return subprocess.run(cmd, check=False, capture_output=True).returncode == 0
 
@@ -39,8 +42,8 @@ def ensure_sample_data() -> Path:
     """Write the sample set where params.yaml's ingest.source points, unless something is there."""
     source = Path(yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["ingest"]["source"])
     if not source.exists() and not Path(f"{RAW_DIR}.dvc").exists():
-        package = next(Path("src").glob("*/sample_data.py"))
-        run(sys.executable, str(package), str(source))
+        # The runtime's generator, from the template being copied (the project has no runtime installed yet).
+        run(sys.executable, str(SAMPLE_DATA), str(source))
         print(f"wrote the sample data set {source}")
     return source
 
