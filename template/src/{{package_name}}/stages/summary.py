@@ -20,7 +20,7 @@ def _read(params: Params, name: str) -> object | None:
 
 def registered_version(params: Params) -> str:
     """The version behind the candidate alias, or why there is none."""
-    from ..registry import alias_version
+    from mlops_runtime.registry import alias_version
 
     name, alias = params.registry.model_name, params.registry.alias
     version = alias_version(params, alias)
