@@ -21,11 +21,12 @@ from mlops_runtime.release.charts import slice_chart
 from mlops_runtime.sample_data import write_sample
 from mlops_runtime.serving.model import ServedModel
 from mlops_runtime.serving.server import build_app
-from {{ package_name }}.stages import evaluate, featurize, ingest, register, train, validate
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import MODEL_NAME, PROJECT_ROOT, edit_params, stage_modules
 
-MODEL = "{{ model_name }}"
+evaluate, featurize, ingest, register, train, validate = stage_modules("evaluate", "featurize", "ingest", "register", "train", "validate")
+
+MODEL = MODEL_NAME
 
 
 @pytest.fixture(scope="module")

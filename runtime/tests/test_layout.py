@@ -1,4 +1,4 @@
-"""The package's layout: one folder per part of the lifecycle, imports that only point down, a docstring each."""
+"""The runtime's layout: one folder per part of the lifecycle, imports that only point down, a docstring each."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT
+import mlops_runtime
 
-PACKAGE = "{{ package_name }}"
-SOURCE = PROJECT_ROOT / "src" / PACKAGE
+PACKAGE = "mlops_runtime"
+SOURCE = Path(mlops_runtime.__file__).parent
 # Top to bottom: a module may import its own part and any part below it, never one above.
 LAYERS = [
-    ["cli", "__main__"],
+    ["cli"],
     ["serving"],
     ["argo"],
     ["release"],
-    ["stages"],
     ["monitoring"],
     ["registry"],
     ["lineage", "sample_data", "dvc_hooks", "card"],
     ["files", "extensions"],
     ["config"],
+    ["project"],
     ["errors", "text"],
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}

@@ -16,11 +16,12 @@ from mlops_runtime import cli
 from mlops_runtime.config import load_params
 from mlops_runtime.lineage import git_dirty, pipeline_outputs
 from mlops_runtime.sample_data import write_sample
-from {{ package_name }}.stages import evaluate, featurize, ingest, register, train, validate
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import ANSWERS, MODEL_NAME, PROJECT_ROOT, SLUG, edit_params, stage_modules
 
-MODEL = "{{ model_name }}"
+evaluate, featurize, ingest, register, train, validate = stage_modules("evaluate", "featurize", "ingest", "register", "train", "validate")
+
+MODEL = MODEL_NAME
 PIN = "deploy/overlays/{env}/model.yaml"
 # Recorded in the registry but not part of the project's files.
 NOT_PROJECT = {".git", "mlflow.db", "mlartifacts"}
@@ -335,7 +336,7 @@ LAUGHS = "".join(
         (lambda text: text + LAUGHS, "anchors and aliases"),
         (lambda text: text + "  runtime: other-runtime\n", "unknown field spec.runtime"),
         (lambda text: text + '  <<: {image: "evil.example.com/x:latest"}\n', "no merge keys"),
-        (lambda text: text.replace("model: {{ model_name }}", "model: other-project-model"), "register.model_name"),
+        (lambda text: text.replace(f"model: {MODEL_NAME}", "model: other-project-model"), "register.model_name"),
         (lambda text: text.replace('version: "2"', "version: 2"), "spec.version is 2, it must be a quoted string"),
         (lambda text: text + "---\n" + text, "expected a single document"),
         (lambda text: text.replace("name: model\n", "name: other\n"), "metadata.name must be 'model'"),
@@ -388,14 +389,14 @@ def test_check_finds_pins_whatever_their_path(project: Path, capsys: pytest.Capt
 
 # The same two swaps for each serving runtime: the pin's storage location, and the server's own --model-uri.
 STORAGE_PATCH_KSERVE = """\
-  - target: {kind: InferenceService, name: {{ project_slug }}}
+  - target: {kind: InferenceService, name: {SLUG}}
     patch: |-
       - op: replace
         path: /spec/predictor/model/storageUri
         value: s3://elsewhere/model
 """
 MODEL_URI_PATCH_KSERVE = """\
-  - target: {kind: ServingRuntime, name: {{ project_slug }}-v2}
+  - target: {kind: ServingRuntime, name: {SLUG}-v2}
     patch: |-
       - op: replace
         path: /spec/containers/0/args/1
@@ -405,7 +406,7 @@ STORAGE_PATCH_DEPLOYMENT = """\
   - patch: |-
       apiVersion: apps/v1
       kind: Deployment
-      metadata: {name: {{ project_slug }}}
+      metadata: {name: {SLUG}}
       spec:
         template:
           spec:
@@ -419,7 +420,7 @@ MODEL_URI_PATCH_DEPLOYMENT = """\
   - patch: |-
       apiVersion: apps/v1
       kind: Deployment
-      metadata: {name: {{ project_slug }}}
+      metadata: {name: {SLUG}}
       spec:
         template:
           spec:
@@ -430,7 +431,7 @@ MODEL_URI_PATCH_DEPLOYMENT = """\
 STORAGE_PATCH, MODEL_URI_PATCH = {
     "kserve": (STORAGE_PATCH_KSERVE, MODEL_URI_PATCH_KSERVE),
     "deployment": (STORAGE_PATCH_DEPLOYMENT, MODEL_URI_PATCH_DEPLOYMENT),
-}["{{ serving_runtime }}"]
+}[ANSWERS["serving_runtime"]]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from mlops_runtime.config import load_params
 from mlops_runtime.errors import ParamsError
 from mlops_runtime.sample_data import write_sample
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import PACKAGE, PROJECT_ROOT, edit_params
 
 PYTHON = ["python", "-c"]
 
@@ -367,7 +367,7 @@ def test_a_signal_stops_the_running_task_and_its_processes(small_project: Path, 
     templates_of(doc)["flip"]["container"]["args"] = [code]
     (small_project / "pipelines/small.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "{{ package_name }}", "pipeline", "run-local", "--workflow", "small"]
+    command = [sys.executable, "-m", PACKAGE, "pipeline", "run-local", "--workflow", "small"]
     process = subprocess.Popen(
         [*command, "--workdir", str(run)], cwd=small_project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -424,7 +424,7 @@ def training_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dvc(project, "push")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'make-all.db'}"}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    for command in (["dvc", "repro"], ["python", "-m", "{{ package_name }}", "register"]):
+    for command in (["dvc", "repro"], ["python", "-m", PACKAGE, "register"]):
         subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
     return project
 

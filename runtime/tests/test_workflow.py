@@ -19,7 +19,7 @@ from mlops_runtime.argo.render import load_module
 from mlops_runtime.cli import EXIT_BAD_INPUT, EXIT_SUBMIT_FAILED, main
 from mlops_runtime.config import load_params
 
-from .conftest import PROJECT_ROOT
+from .conftest import PACKAGE, PROJECT_ROOT
 
 training = load_module(PROJECT_ROOT, "training")
 spec = training.workflow.build().spec
@@ -61,7 +61,7 @@ def test_register_is_gated_on_a_successful_evaluation() -> None:
 def test_every_task_runs_a_real_command(template: str) -> None:
     """Each task's command exists: it answers --help in this environment."""
     command = templates[template].container.command
-    assert command[:3] == ["python", "-m", "{{ package_name }}"] or command[:2] == ["dvc", "pull"]
+    assert command[:3] == ["python", "-m", PACKAGE] or command[:2] == ["dvc", "pull"]
     # Executables of this environment, as in the image (python, dvc).
     program = sys.executable if command[0] == "python" else str(Path(sys.executable).parent / command[0])
     done = subprocess.run([program, *command[1:], "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)

@@ -21,9 +21,10 @@ from mlops_runtime.serving.hooks import load_serving_hook
 from mlops_runtime.serving.model import ServedModel
 from mlops_runtime.serving.protocol import OUTPUT_NAME, encode_request
 from mlops_runtime.serving.server import build_app
-from {{ package_name }}.stages import featurize, ingest, train, validate
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import PROJECT_ROOT, edit_params, stage_modules
+
+featurize, ingest, train, validate = stage_modules("featurize", "ingest", "train", "validate")
 
 URL = "/v2/models/model/infer"
 

@@ -25,9 +25,10 @@ from mlops_runtime.monitoring.outliers import outliers
 from mlops_runtime.monitoring.reference import load_reference
 from mlops_runtime.monitoring.streaming import current_frames, current_stats, drift_from_stats
 from mlops_runtime.sample_data import write_sample
-from {{ package_name }}.stages import featurize, ingest, train, validate
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import PACKAGE, PROJECT_ROOT, edit_params, stage_modules
+
+featurize, ingest, train, validate = stage_modules("featurize", "ingest", "train", "validate")
 
 SEEDS = range(100, 140)
 
@@ -147,7 +148,7 @@ def test_a_log_folder_skips_and_names_what_it_cannot_read(trained: Params, tmp_p
     os.mkfifo(pipe)
     shifted = as_served(trained, current_rows(tmp_path, 4, 300)).assign(age=99.0, support_calls=40.0)
     future = input_log(trained, folder, lambda: 32503680000.0).write(shifted)  # 3000-01-01: not yet a window
-    command = [sys.executable, "-m", "{{ package_name }}", *drift_command(trained, folder, "--out", str(tmp_path))]
+    command = [sys.executable, "-m", PACKAGE, *drift_command(trained, folder, "--out", str(tmp_path))]
     command[4] = check
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=trained.root)
     assert done.returncode in (0, EXIT_MONITOR_BREACH), done.stdout + done.stderr  # a verdict, whichever
@@ -162,7 +163,7 @@ def test_a_log_folder_skips_and_names_what_it_cannot_read(trained: Params, tmp_p
 def test_a_pipe_given_as_current_is_refused(trained: Params, tmp_path: Path) -> None:
     """--current naming a pipe (not a regular file) gets exit 2 and why, instead of waiting on it forever."""
     os.mkfifo(tmp_path / "inputs.parquet")
-    command = [sys.executable, "-m", "{{ package_name }}", *drift_command(trained, tmp_path / "inputs.parquet")]
+    command = [sys.executable, "-m", PACKAGE, *drift_command(trained, tmp_path / "inputs.parquet")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=trained.root)
     assert done.returncode == EXIT_BAD_INPUT and "is not a regular file" in done.stderr, done.stderr
 
@@ -465,30 +466,3 @@ def test_dispatch_sends_only_breaches(tmp_path: Path, monkeypatch: pytest.Monkey
         assert sent["body"]["client_payload"]["drifted"] == ["tenure_months"]
     else:
         assert FakeGitHub.received == [] and "nothing sent" in capsys.readouterr().out
-{%- if enable_monitoring %}
-
-
-def mebibytes(quantity: str) -> float:
-    """A Kubernetes memory quantity (512Mi, 1Gi, 1G, 800M) in MiB."""
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "K": 1000 / 2**20, "M": 10**6 / 2**20, "G": 10**9 / 2**20}
-    for unit in sorted(units, key=len, reverse=True):
-        if quantity.endswith(unit):
-            return float(quantity.removesuffix(unit)) * units[unit]
-    return float(quantity) / 2**20
-
-
-def test_drift_job_memory_fits_the_measured_peak() -> None:
-    """The drift CronJob requests the peak `make bench-monitor` measured (10M rows) and is limited 25% above it.
-
-    bench/monitoring.json is the last run's record: rerun the bench after changing the check, then fit these.
-    """
-    import yaml
-
-    record = json.loads((PROJECT_ROOT / "bench/monitoring.json").read_text())
-    peak = max(figures["streaming_peak_mib"] for key, figures in record["drift"].items() if key.endswith("_rows"))
-    job = yaml.safe_load((PROJECT_ROOT / "deploy/components/monitoring/drift-cronjob.yaml").read_text())
-    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    limits, requests = container["resources"]["limits"], container["resources"]["requests"]
-    assert mebibytes(limits["memory"]) >= 1.25 * peak, f"limit {limits['memory']} under 1.25 x {peak:.0f} MiB"
-    assert mebibytes(requests["memory"]) >= peak, f"request {requests['memory']} under the {peak:.0f} MiB peak"
-{%- endif %}

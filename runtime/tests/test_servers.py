@@ -16,12 +16,12 @@ import pytest
 
 from mlops_runtime.cli import EXIT_SUBMIT_FAILED, main
 
-from .conftest import PROJECT_ROOT
+from .conftest import MODEL_NAME, PACKAGE, PROJECT_ROOT
 
 BOUND = 2  # seconds (SERVER_TIMEOUT_SECONDS)
 # Starting Python and importing MLflow comes on top of the bound.
 SLACK = 12
-MODEL = "{{ model_name }}"
+MODEL = MODEL_NAME
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_a_silent_registry_stops_each_command_in_time(
 def run(*args: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "{{ package_name }}", *args],
+        [sys.executable, "-m", PACKAGE, *args],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,

@@ -53,11 +53,11 @@ from mlops_runtime.serving.model import ServedModel, resolve_model
 from mlops_runtime.serving.observer import Observer
 from mlops_runtime.serving.protocol import encode_request, input_columns
 from mlops_runtime.serving.server import Endpoints, build_app, create_app
-from {{ package_name }}.stages import featurize, ingest, train, validate
-from {{ package_name }}.stages.featurize import build_preprocessor
-from {{ package_name }}.stages.train import ESTIMATORS
 
-from .conftest import PROJECT_ROOT, edit_params
+from .conftest import PACKAGE, PROJECT_ROOT, edit_params, stage_modules
+
+featurize, ingest, train, validate = stage_modules("featurize", "ingest", "train", "validate")
+build_preprocessor, ESTIMATORS = featurize.build_preprocessor, train.ESTIMATORS
 
 URL = "/v2/models/model/infer"
 
@@ -605,7 +605,7 @@ def test_several_workers_count_and_log_every_request(trained: tuple, tmp_path: P
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(tmp_path / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(tmp_path / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     command += ["--workers", "2"]
     env = {**os.environ, "MODEL_VERSION": "7"}
@@ -645,7 +645,7 @@ def test_sigterm_drains_readiness_503_requests_answered_and_logged(trained: tupl
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(tmp_path / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(tmp_path / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -702,7 +702,7 @@ def test_a_killed_worker_is_replaced_and_requests_succeed_again(trained: tuple, 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(params.root / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(params.root / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     log = tmp_path / "server.log"
     with log.open("w") as output:
@@ -771,7 +771,7 @@ def test_several_workers_refuse_a_model_that_cannot_load(trained: tuple, tmp_pat
     """A model that does not load stops `serve --workers 2` at once with its message and exit 2, before any
     worker starts (uvicorn would restart failing workers forever)."""
     params, _, _ = trained
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(params.root / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(params.root / "params.yaml")]
     command += ["--model-uri", str(tmp_path / "no-model"), "--model-name", "model", "--workers", "2", "--port", "0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_BAD_INPUT, done.stdout + done.stderr
@@ -787,7 +787,7 @@ def test_a_stop_signal_while_the_model_loads_stops_serve(trained: tuple, workers
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(params.root / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(params.root / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     command += ["--workers", str(workers)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -825,7 +825,7 @@ def test_a_stop_signal_while_the_workers_load_stops_them(trained: tuple) -> None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(params.root / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(params.root / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     command += ["--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -873,7 +873,7 @@ def server(trained: tuple, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "{{ package_name }}", "serve", "--params", str(params.root / "params.yaml")]
+    command = [sys.executable, "-m", PACKAGE, "serve", "--params", str(params.root / "params.yaml")]
     command += ["--model-uri", str(params.path("model")), "--model-name", "model", "--port", str(port)]
     command += ["--workers", "1"]  # one process: the memory test reads its size
     env = {**os.environ, "MODEL_VERSION": "7", "MLFLOW_TRACKING_URI": f"sqlite:///{params.root / 'mlflow.db'}"}

@@ -14,9 +14,9 @@ from mlflow import MlflowClient
 from mlops_runtime import cli
 from mlops_runtime.release.history import pr_number
 
-from .conftest import PROJECT_ROOT
+from .conftest import MODEL_NAME, PROJECT_ROOT
 
-MODEL = "{{ model_name }}"
+MODEL = MODEL_NAME
 PROD = "deploy/overlays/prod/model.yaml"
 UNPINNED = 'version: "none"'
 
