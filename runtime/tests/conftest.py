@@ -30,7 +30,7 @@ if not (PROJECT_ROOT / "params.yaml").is_file():
 ANSWERS = yaml.safe_load((PROJECT_ROOT / ".copier-answers.yml").read_text(encoding="utf-8"))
 SLUG = ANSWERS["project_slug"]
 PACKAGE = package()
-MODEL_NAME = load_params(PROJECT_ROOT / "params.yaml").register.model_name
+MODEL_NAME = load_params(PROJECT_ROOT / "params.yaml").registry.model_name
 
 
 def stage_modules(*names: str) -> tuple[ModuleType, ...]:

@@ -428,10 +428,13 @@ MODEL_URI_PATCH_DEPLOYMENT = """\
               - name: server
                 args: [--model-uri, s3://elsewhere/model]
 """
-STORAGE_PATCH, MODEL_URI_PATCH = {
-    "kserve": (STORAGE_PATCH_KSERVE, MODEL_URI_PATCH_KSERVE),
-    "deployment": (STORAGE_PATCH_DEPLOYMENT, MODEL_URI_PATCH_DEPLOYMENT),
-}[ANSWERS["serving_runtime"]]
+STORAGE_PATCH, MODEL_URI_PATCH = (
+    patch.replace("{SLUG}", SLUG)
+    for patch in {
+        "kserve": (STORAGE_PATCH_KSERVE, MODEL_URI_PATCH_KSERVE),
+        "deployment": (STORAGE_PATCH_DEPLOYMENT, MODEL_URI_PATCH_DEPLOYMENT),
+    }[ANSWERS["serving_runtime"]]
+)
 
 
 @pytest.mark.parametrize(
