@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,30 @@ def template_clone(tmp_path_factory: pytest.TempPathFactory) -> TemplateClone:
     return make_template_clone(tmp_path_factory.mktemp("template") / "template")
 
 
+# Generated projects install the runtime from this URL, as projects of the public template do; a git setting in
+# this process's environment (inherited by uv, copier and make) maps it to a clone of the working tree.
+RUNTIME_SOURCE = "https://github.com/OWNER/REPO.git"
+
+
+def map_git_url(url: str, to: str) -> None:
+    """`git config url.<to>.insteadOf <url>` for this process and what it starts, other such settings kept."""
+    count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+    os.environ[f"GIT_CONFIG_KEY_{count}"] = f"url.{to}.insteadOf"
+    os.environ[f"GIT_CONFIG_VALUE_{count}"] = url
+    os.environ["GIT_CONFIG_COUNT"] = str(count + 1)
+
+
+@functools.cache
+def working_tree_clone() -> TemplateClone:
+    """The working tree committed and tagged as the release in the making, once per test process: what projects
+    are generated from, and where their runtime comes from (RUNTIME_SOURCE at that tag)."""
+    folder = Path(tempfile.mkdtemp(prefix="template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    clone = make_template_clone(folder / "template")
+    map_git_url(RUNTIME_SOURCE, str(clone.path))
+    return clone
+
+
 def generate(dst: Path, remote: Path | None = None, *, tasks: bool = False, **answers: Any) -> Path:
     """Render the working tree (uncommitted changes included) into `dst` with default answers.
 
@@ -63,8 +91,9 @@ def generate(dst: Path, remote: Path | None = None, *, tasks: bool = False, **an
     data = dict(answers)
     if data.get("dvc_remote", "local") == "local":
         data.setdefault("dvc_remote_url", str(remote or dst.parent / f"{dst.name}-remote"))
+    data.setdefault("runtime_source", RUNTIME_SOURCE)
     copier.run_copy(
-        str(REPO_ROOT),
+        str(working_tree_clone().path),
         str(dst),
         data=data,
         defaults=True,
