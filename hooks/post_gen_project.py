@@ -51,7 +51,8 @@ def main() -> int:
     except ImportError:
         print(f"This template renders with copier: {INSTALL}", file=sys.stderr)
         return 1
-    answers = {key: value for key, value in CONTEXT.items() if not key.startswith("_")}
+    # An empty answer is one copier derives from where the template comes from (runtime_source): left to copier.
+    answers = {key: value for key, value in CONTEXT.items() if not key.startswith("_") and value != ""}
     source = template_source(CONTEXT)
     project = Path.cwd()
     # Only cookiecutter's placeholder is here; copier writes the real project in its place.

@@ -16,6 +16,9 @@ COOKIECUTTER = ROOT / "cookiecutter.json"
 # Copier's regex filters come from this extension; it is installed with copier, which the
 # post-generation hook needs anyway.
 EXTENSIONS = ["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
+# Copier derives these defaults from where the template comes from, which cookiecutter's context lacks: cookiecutter
+# offers them empty, and its hook (hooks/post_gen_project.py) leaves an empty one to copier's default.
+FROM_SOURCE = "_copier_answers"
 
 
 def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -51,7 +54,9 @@ def cookiecutter_json(config: dict[str, Any]) -> dict[str, Any]:
     prompts: dict[str, Any] = {}
     for name, spec in specs.items():
         default = spec.get("default")
-        if isinstance(default, str):
+        if isinstance(default, str) and FROM_SOURCE in default:
+            default = ""
+        elif isinstance(default, str):
             default = to_cookiecutter_expression(default, names)
         if "choices" in spec:
             # Cookiecutter offers a list and defaults to its first item.

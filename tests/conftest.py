@@ -59,6 +59,15 @@ def template_clone(tmp_path_factory: pytest.TempPathFactory) -> TemplateClone:
     return make_template_clone(tmp_path_factory.mktemp("template") / "template")
 
 
+# The runtime's source: beside a generated project's src/ on PYTHONPATH, its commands run without an install.
+RUNTIME_SRC = REPO_ROOT / "runtime" / "src"
+
+
+def project_pythonpath(root: Path) -> str:
+    """PYTHONPATH that imports a generated project's package and the runtime of this working tree."""
+    return os.pathsep.join([str(root / "src"), str(RUNTIME_SRC)])
+
+
 # Generated projects install the runtime from this URL, as projects of the public template do; a git setting in
 # this process's environment (inherited by uv, copier and make) maps it to a clone of the working tree.
 RUNTIME_SOURCE = "https://github.com/OWNER/REPO.git"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, generate
+from .conftest import REPO_ROOT, generate, project_pythonpath
 from .test_render import COMBINATIONS, ENVIRONMENTS
 
 # One project per serving runtime x monitoring choice, named as in the rendering matrix.
@@ -46,7 +46,7 @@ def validate(root: Path, *extra: str, env: dict[str, str] | None = None) -> subp
     """
     package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
     environ = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"}
-    environ |= {"PYTHONPATH": str(root / "src"), "HOME": str(root), **(env or {})}
+    environ |= {"PYTHONPATH": project_pythonpath(root), "HOME": str(root), **(env or {})}
     cmd = [sys.executable, "-m", package, "manifests", "validate", *extra]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=environ, timeout=300)
 

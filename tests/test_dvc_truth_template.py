@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import generate, run
+from .conftest import generate, project_pythonpath, run
 
 TRUTH_TEST = "tests/test_dvc_truth.py"
 
@@ -53,7 +53,7 @@ def code_half(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "code", TRUTH_TEST],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        env={**os.environ, "PYTHONPATH": project_pythonpath(root)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -27,7 +27,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the TOML parser DVC brings along
     import tomlkit as tomllib
 
-from .conftest import REPO_ROOT, generate
+from .conftest import REPO_ROOT, generate, project_pythonpath
 from .test_cookiecutter import cookiecutter_defaults
 
 # `{s}` becomes the sentinel's path: the file a command hidden in an answer would create.
@@ -119,7 +119,7 @@ def test_nothing_runs(rendered: tuple[Path, dict, Path]) -> None:
     root, answers, sentinel = rendered
     done = subprocess.run(["make", "help"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0 and "make all" in done.stdout, done.stderr
-    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    env = {**os.environ, "PYTHONPATH": project_pythonpath(root)}
     script = f"import json, {package(root)} as p; print(json.dumps(p.__doc__))"
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

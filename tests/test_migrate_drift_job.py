@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, run
+from .conftest import REPO_ROOT, project_pythonpath, run
 from .releases import TemplateClone
 from .test_update import commit, copy_release, update
 
@@ -36,7 +36,7 @@ def rendered_project(clone: TemplateClone, tmp_path: Path, **answers: object) ->
     """A project from before the change, its workflows rendered by `make render` and committed."""
     project = copy_release(clone, last_commit_with_the_workflow(), tmp_path / "project", tmp_path / "remote", **answers)
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
-    environ = {**os.environ, "PYTHONPATH": str(project / "src")}
+    environ = {**os.environ, "PYTHONPATH": project_pythonpath(project)}
     done = subprocess.run(
         [sys.executable, "-c", RENDER.format(package=package)], cwd=project, env=environ, capture_output=True, text=True
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import COMBINATIONS, generate
+from .conftest import COMBINATIONS, generate, project_pythonpath
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 # In the generated project: render every workflow, and check each one (plus a deliberately
@@ -19,8 +19,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 RENDER = """
 import copy, json, sys, yaml
 from pathlib import Path
-from {package}.argo.render import workflows
-from {package}.release.manifests import validate_custom
+from mlops_runtime.argo.render import workflows
+from mlops_runtime.release.manifests import validate_custom
 schemas = Path(sys.argv[1])
 rendered = {{name: w.to_yaml() for name, w in workflows(Path('.')).items()}}
 broken = copy.deepcopy(yaml.safe_load(rendered['training']))
@@ -48,7 +48,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     done = subprocess.run(
         [sys.executable, "-c", RENDER.format(package=package), str(root / "deploy/schemas")],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        env={**os.environ, "PYTHONPATH": project_pythonpath(root)},
         capture_output=True,
         text=True,
     )

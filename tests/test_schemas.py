@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, SCHEMAS, generate
+from .conftest import REPO_ROOT, SCHEMAS, generate, project_pythonpath
 from .test_deploy import PROJECTS, build
 
 COMMIT = "7b1e26ef9deea49293714d204c1a2270aab1178f"
@@ -38,7 +38,7 @@ def unpack(folder: Path, catalog: Path, paths: dict[str, Path]) -> None:
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
-    env = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"} | {"PYTHONPATH": str(root / "src")}
+    env = {k: v for k, v in os.environ.items() if k != "K8S_SCHEMAS_DIR"} | {"PYTHONPATH": project_pythonpath(root)}
     return subprocess.run(
         [sys.executable, "-m", package, *args], cwd=root, capture_output=True, text=True, env=env, timeout=300
     )
