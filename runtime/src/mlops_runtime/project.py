@@ -2,13 +2,15 @@
 
 A project's `python -m <package>` names itself (`cli.main(project=...)`); the name is then in the environment,
 so that what the command starts (the server's workers, a drift job) runs for the same project. Without it,
-the one installed distribution that declares an `mlops_runtime.project` entry point names the project.
+the one installed distribution that declares an `mlops_runtime.project` entry point names the project, else the
+one package with stages under the working directory's src/ (a checkout run with PYTHONPATH=src).
 """
 
 from __future__ import annotations
 
 import os
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from .errors import ParamsError
 
@@ -27,6 +29,9 @@ def package() -> str:
     declared = sorted({point.value for point in entry_points(group=ENTRY_POINT_GROUP)})
     if len(declared) == 1:
         return declared[0]
+    found = sorted(path.parent.parent.name for path in Path.cwd().glob("src/*/stages/__init__.py"))
+    if not declared and len(found) == 1:
+        return found[0]
     raise ParamsError(
         f"no project is named: run the project's own command (python -m <package> ...), or set {PROJECT_ENV} to its "
         f"package ({'installed: ' + ', '.join(declared) if declared else 'no installed project declares one'})"
