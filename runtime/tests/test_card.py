@@ -24,7 +24,9 @@ from mlops_runtime.serving.server import build_app
 
 from .conftest import MODEL_NAME, PROJECT_ROOT, edit_params, stage_modules
 
-evaluate, featurize, ingest, register, train, validate = stage_modules("evaluate", "featurize", "ingest", "register", "train", "validate")
+evaluate, featurize, ingest, register, train, validate = stage_modules(
+    "evaluate", "featurize", "ingest", "register", "train", "validate"
+)
 
 MODEL = MODEL_NAME
 

@@ -19,7 +19,9 @@ from mlops_runtime.sample_data import write_sample
 
 from .conftest import ANSWERS, MODEL_NAME, PROJECT_ROOT, SLUG, edit_params, stage_modules
 
-evaluate, featurize, ingest, register, train, validate = stage_modules("evaluate", "featurize", "ingest", "register", "train", "validate")
+evaluate, featurize, ingest, register, train, validate = stage_modules(
+    "evaluate", "featurize", "ingest", "register", "train", "validate"
+)
 
 MODEL = MODEL_NAME
 PIN = "deploy/overlays/{env}/model.yaml"

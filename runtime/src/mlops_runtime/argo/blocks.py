@@ -12,8 +12,8 @@ from hera.workflows import models as m
 
 from ..config import OVERRIDES_ENV, Params
 from ..errors import ParamsError
-from .dag import Step, slug
 from ..project import package
+from .dag import Step, slug
 
 WORKDIR = "/app"  # where the Dockerfile puts the project in the image
 # The one pod security context of the project (the image's user), beside the overlays: kustomize

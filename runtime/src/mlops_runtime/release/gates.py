@@ -19,9 +19,9 @@ from ..errors import (
 )
 from ..lineage import DIRTY_TAG
 from ..registry import Registry, Version, recorded_slices
+from .criteria import gate
 from .extra_gates import extra_gates
 from .pin import Pin, git
-from .criteria import gate
 
 
 def compare_metric(params: Params) -> tuple[str, bool]:

@@ -14,10 +14,10 @@ from typing import Any
 
 from ..config import Params
 from ..errors import ParamsError, RegistryOutOfSync, SubmitError
+from ..project import package
 from ..registry import CHAMPION_ALIAS
 from .gates import check_env
 from .pin import git, pin_at, pin_path, read_pin
-from ..project import package
 
 # GitHub's merge commit ("Merge pull request #12 from owner/branch") and squash merge ("Title (#12)").
 PR_SUBJECT = re.compile(r"^Merge pull request #(?P<merge>[0-9]+)\b|\(#(?P<squash>[0-9]+)\)\s*$")

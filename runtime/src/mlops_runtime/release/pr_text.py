@@ -9,8 +9,8 @@ from ..config import Bound, Params
 from ..lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, RUN_ID, TEMPLATE_VERSION, UNKNOWN
 from ..registry import CHAMPION_ALIAS, Registry, Version, recorded_slices
 from .charts import charts
-from .pin import pin_path
 from .criteria import fairness_results
+from .pin import pin_path
 
 
 def _bound(bound: Bound | None) -> str:

@@ -17,6 +17,7 @@ from ..errors import (
 )
 from ..files import read_json, write_atomic
 from ..lineage import COMMIT_TAG, LINEAGE, TEMPLATE_VERSION, UNKNOWN, annotation, is_commit_id, template_version
+from ..project import package
 from ..registry import CHAMPION_ALIAS, Registry, open_registry
 from . import served
 from .gates import RULES, champion_of, check_env, gates, previous_pin, rules_at
@@ -32,7 +33,6 @@ from .pin import (
     read_pin,
 )
 from .pr_text import metrics_table, pr_body, slices_table
-from ..project import package
 
 # Lineage a pin must agree on with the registry; the template version is the project's, not the model's.
 CHECKED_LINEAGE = tuple(name for name in LINEAGE if name != TEMPLATE_VERSION)

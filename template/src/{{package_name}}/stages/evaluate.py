@@ -11,8 +11,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-
 from mlops_runtime import card
 from mlops_runtime.config import Params
 from mlops_runtime.errors import ParamsError
@@ -21,6 +19,8 @@ from mlops_runtime.lineage import COMMIT_TAG, DATA_HASH_TAG, DIRTY_TAG, UNKNOWN,
 from mlops_runtime.monitoring.reference import load_profile
 from mlops_runtime.registry import configure
 from mlops_runtime.release.criteria import fairness_results, gate
+from sklearn import metrics as skm
+
 from .train import split_xy
 
 # name -> f(y_true, predicted label, predicted probability of the positive class)

@@ -7,15 +7,14 @@ served model takes the raw columns and applies exactly what training applied.
 from __future__ import annotations
 
 import pandas as pd
+from mlops_runtime.config import DataContract, Params
+from mlops_runtime.files import read_table, write_table
+from mlops_runtime.text import normalise_text
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-from mlops_runtime.config import DataContract, Params
-from mlops_runtime.files import read_table, write_table
-from mlops_runtime.text import normalise_text
 
 
 def build_preprocessor(contract: DataContract) -> ColumnTransformer:

@@ -15,12 +15,6 @@ import cloudpickle
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-from sklearn.pipeline import Pipeline
-
 from mlops_runtime import text
 from mlops_runtime.config import Params, Train
 from mlops_runtime.errors import ParamsError
@@ -28,6 +22,12 @@ from mlops_runtime.files import read_table, write_json
 from mlops_runtime.lineage import lineage_tags
 from mlops_runtime.monitoring.reference import write_reference
 from mlops_runtime.registry import configure
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+from sklearn.pipeline import Pipeline
+
 from .featurize import build_preprocessor
 
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)

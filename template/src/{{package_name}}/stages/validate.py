@@ -6,11 +6,10 @@ from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaErrors
-
 from mlops_runtime.config import Column, DataContract, Params
 from mlops_runtime.errors import ContractViolation
 from mlops_runtime.files import read_table, write_json, write_table
+from pandera.errors import SchemaErrors
 
 MAX_ROWS_SHOWN = 10
 
