@@ -75,10 +75,15 @@ RUNTIME_SOURCE = "https://github.com/OWNER/REPO.git"
 
 def map_git_url(url: str, to: str) -> None:
     """`git config url.<to>.insteadOf <url>` for this process and what it starts, other such settings kept."""
+    from plumbum import local
+
     count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
-    os.environ[f"GIT_CONFIG_KEY_{count}"] = f"url.{to}.insteadOf"
-    os.environ[f"GIT_CONFIG_VALUE_{count}"] = url
-    os.environ["GIT_CONFIG_COUNT"] = str(count + 1)
+    settings = {f"GIT_CONFIG_KEY_{count}": f"url.{to}.insteadOf", f"GIT_CONFIG_VALUE_{count}": url}
+    settings["GIT_CONFIG_COUNT"] = str(count + 1)
+    os.environ.update(settings)
+    # Copier runs its tasks in plumbum's copy of the environment, taken when plumbum was imported.
+    for key, value in settings.items():
+        local.env[key] = value
 
 
 @functools.cache
