@@ -19,6 +19,9 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "build" / "docs-run"
 API = Path(__file__).with_name("api.yml")
+RUNTIME = "mlops_runtime"
+# What a generated project's package holds itself; every other module of api.yml is the runtime's.
+PROJECT_PARTS = {"stages"}
 BENCH = ROOT / "template" / "bench"
 SCENARIOS = ROOT / "build" / "scenarios.md"
 RUN_HELP = "run `make docs` (it runs `python scripts/docs_run.py` first)"
@@ -27,6 +30,11 @@ RUN_HELP = "run `make docs` (it runs `python scripts/docs_run.py` first)"
 def api_modules() -> tuple[str, dict[str, str]]:
     spec = yaml.safe_load(API.read_text())
     return spec["package"], spec["modules"]
+
+
+def qualified(package: str, name: str) -> str:
+    """The importable name: the project's own modules (its stages) under its package, the rest in the runtime."""
+    return f"{package}.{name}" if name.split(".")[0] in PROJECT_PARTS else f"{RUNTIME}.{name}"
 
 
 def on_config(config: Any) -> Any:
@@ -67,7 +75,7 @@ def on_files(files: Files, config: Any) -> Files:
     }
     package, modules = api_modules()
     for name, title in modules.items():
-        pages[f"reference/{name}.md"] = f"# {title}\n\n::: {package}.{name}\n"
+        pages[f"reference/{name}.md"] = f"# {title}\n\n::: {qualified(package, name)}\n"
     for uri, text in pages.items():
         files.append(File.generated(config, uri, content=text))
     report = RUN / "monitoring" / "drift.html"
@@ -267,12 +275,12 @@ def model_card_page() -> str:
 
 def api_index_page() -> str:
     package, modules = api_modules()
-    rows = "\n".join(f"| [`{package}.{name}`]({name}.md) | {title} |" for name, title in modules.items())
+    rows = "\n".join(f"| [`{qualified(package, name)}`]({name}.md) | {title} |" for name, title in modules.items())
     return f"""# API reference
 
-The modules of a generated project's package (here `{package}`, the default answers) that a
-team calls, extends or reads when it customises its project, documented from their
-docstrings. Which modules appear is listed in one file, `docs_site/api.yml`.
+The modules a team calls, extends or reads when it customises its project, documented from
+their docstrings: its stages, in its own package (here `{package}`, the default answers), and
+the runtime's (`{RUNTIME}`). Which modules appear is listed in one file, `docs_site/api.yml`.
 
 | module | what it is |
 |---|---|

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-PACKAGE = REPO_ROOT / "template" / "src" / "{{package_name}}"
+PACKAGE = REPO_ROOT / "runtime" / "src" / "mlops_runtime"
 # What each code is about: its row in a table, and any paragraph that says a command exits with it,
 # must name this. A new code needs its entry here.
 SUBJECT = {

@@ -214,6 +214,7 @@ VALID = {
     "mlflow_tracking_uri": "http://mlflow:5000",
     "container_registry": "ghcr.io/acme",
     "k8s_namespace": "churn",
+    "runtime_source": "https://github.com/acme/mlops-template.git",
 }
 # validate(question, value, **other_answers): the refusal text, or "" for an accepted value.
 Validate = Callable[..., str]

@@ -18,6 +18,8 @@ import yaml
 
 from .conftest import COMBINATIONS, REPO_ROOT, generate
 
+RUNTIME_PACKAGE = REPO_ROOT / "runtime" / "src" / "mlops_runtime"
+
 COPIER = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
 # Not the defaults, and nowhere else in a project: each occurrence comes from the computed value.
 OTHER_VALUES = {"container_uid": 23456, "serving_port": 9191}
@@ -108,9 +110,9 @@ def test_serving_port_reaches_params_manifests_and_docs_only(project: tuple[Path
     assert holding(files, number(OTHER_VALUES["serving_port"]))["params.yaml"] == 1
 
 
-def load_lineage(root: Path, package: str) -> ModuleType:
-    """The project's lineage.py as a module of its own (it imports only the standard library and yaml)."""
-    spec = importlib.util.spec_from_file_location("project_lineage", root / "src" / package / "lineage.py")
+def load_lineage() -> ModuleType:
+    """The runtime's lineage.py as a module of its own (it imports only the standard library and yaml)."""
+    spec = importlib.util.spec_from_file_location("runtime_lineage", RUNTIME_PACKAGE / "lineage.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -120,7 +122,7 @@ def load_lineage(root: Path, package: str) -> ModuleType:
 def test_pins_and_the_pin_component_list_exactly_the_lineage(project: tuple[Path, dict[str, Any]]) -> None:
     """Each overlay's model.yaml and components/pinned-model carry the annotations of lineage.LINEAGE, in order."""
     root, answers = project
-    lineage = load_lineage(root, answers["package_name"])
+    lineage = load_lineage()
     expected = [lineage.ANNOTATION_PREFIX + name for name in lineage.LINEAGE.values()]
     assert expected == [lineage.annotation(name) for name in lineage.LINEAGE]
     for pin in sorted(root.glob("deploy/overlays/*/model.yaml")):
@@ -136,17 +138,19 @@ def test_pins_and_the_pin_component_list_exactly_the_lineage(project: tuple[Path
 
 
 def test_lineage_names_are_written_in_lineage_py_only(project: tuple[Path, dict[str, Any]]) -> None:
-    """The code of the project (its tests aside, which pin the stored spellings) names lineage through lineage.py."""
+    """The code of the project and of the runtime (tests aside, which pin the stored spellings) names lineage
+    through the runtime's lineage.py."""
     root, answers = project
-    lineage = load_lineage(root, answers["package_name"])
+    lineage = load_lineage()
     # Both spellings; RUN_ID is also a key of the train stage's model_info.json, unrelated to pins.
     names = {*lineage.LINEAGE.values(), *(name for name in lineage.LINEAGE if name != lineage.RUN_ID)}
     alternatives = "|".join(map(re.escape, names))
     quoted = re.compile(rf"""["'](model\.mlops/)?({alternatives})["']""")
     sources = [*root.glob("src/**/*.py"), *root.glob("pipelines/*.py"), *root.glob("bench/*.py")]
-    lineage_py = root / "src" / answers["package_name"] / "lineage.py"
+    sources += RUNTIME_PACKAGE.rglob("*.py")
+    lineage_py = RUNTIME_PACKAGE / "lineage.py"
     found = {
-        f"{path.relative_to(root)}: {match[0]}"
+        f"{path}: {match[0]}"
         for path in sources
         if path != lineage_py
         for match in quoted.finditer(path.read_text(encoding="utf-8"))
@@ -160,8 +164,8 @@ def test_lineage_names_are_written_in_lineage_py_only(project: tuple[Path, dict[
 
 
 def test_name_slug_is_one_function(project: tuple[Path, dict[str, Any]]) -> None:
-    """Argo task and artifact names come from one slug function (argo/dag.py)."""
+    """Argo task and artifact names come from one slug function (the runtime's argo/dag.py)."""
     root, answers = project
-    package = root / "src" / answers["package_name"]
-    holders = {str(path.relative_to(package)) for path in package.rglob("*.py") if "[^a-z0-9]+" in path.read_text()}
+    sources = {**{p: root for p in root.glob("src/**/*.py")}, **{p: RUNTIME_PACKAGE for p in RUNTIME_PACKAGE.rglob("*.py")}}
+    holders = {str(path.relative_to(base)) for path, base in sources.items() if "[^a-z0-9]+" in path.read_text()}
     assert holders == {"argo/dag.py"}
