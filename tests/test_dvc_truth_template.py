@@ -67,33 +67,38 @@ def test_rendered_dvc_yaml_lists_the_code_each_stage_runs(rendered: Path) -> Non
 
 
 def test_undeclared_and_unused_code_are_named(rendered: Path, tmp_path: Path) -> None:
-    """A module dropped from a stage's deps, one listed but never imported, and a new import each fail by name."""
+    """A module dropped from a stage's deps, one listed but never imported, a new import, and a stage without
+    uv.lock (the runtime and libraries) each fail by name."""
     root = tmp_path / "project"
     shutil.copytree(rendered, root, symlinks=True)
     package = package_of(root)
-    edit_stage(root, "train", "deps", remove=f"src/{package}/monitoring/reference.py")
-    edit_stage(root, "ingest", "deps", add=f"src/{package}/serving/server.py")
+    edit_stage(root, "train", "deps", remove=f"src/{package}/stages/featurize.py")
+    edit_stage(root, "ingest", "deps", add=f"src/{package}/stages/train.py")
+    edit_stage(root, "validate", "deps", remove="uv.lock")
     featurize = root / "src" / package / "stages" / "featurize.py"
     featurize.write_text(
-        featurize.read_text() + "\n\ndef _tags(params: Params) -> dict:\n"
-        "    from ..lineage import lineage_tags\n\n    return lineage_tags(params)\n"
+        featurize.read_text() + "\n\ndef _search_space(name: str) -> object:\n"
+        "    from .train import ESTIMATORS\n\n    return ESTIMATORS[name]\n"
     )
 
     done = code_half(root)
     out = done.stdout
     assert done.returncode == 1, out[-4000:] + done.stderr[-4000:]
     assert (
-        f"stage train runs src/{package}/monitoring/reference.py (stages/train.py -> monitoring/reference.py) but "
-        f"dvc.yaml does not list it: add `- src/{package}/monitoring/reference.py` under stages.train.deps"
+        f"stage train runs src/{package}/stages/featurize.py (stages/train.py -> stages/featurize.py) but "
+        f"dvc.yaml does not list it: add `- src/{package}/stages/featurize.py` under stages.train.deps"
     ) in out, out[-4000:]
     assert (
-        f"stage ingest lists src/{package}/serving/server.py, which its code never imports: "
-        f"remove `- src/{package}/serving/server.py` from stages.ingest.deps"
+        f"stage ingest lists src/{package}/stages/train.py, which its code never imports: "
+        f"remove `- src/{package}/stages/train.py` from stages.ingest.deps"
     ) in out, out[-4000:]
-    assert f"stage featurize runs src/{package}/lineage.py (stages/featurize.py -> lineage.py)" in out, out[-4000:]
-    # The stages left alone still pass: each failure is the edited stage's own.
-    assert "3 failed, 2 passed" in out, out[-2000:]
-    assert "FAILED tests/test_dvc_truth.py::test_stage_lists_exactly_the_code_it_runs[validate]" not in out
+    assert (
+        f"stage featurize runs src/{package}/stages/train.py (stages/featurize.py -> stages/train.py)" in out
+    ), out[-4000:]
+    assert "stage validate runs the runtime and libraries uv.lock pins, but dvc.yaml does not list it" in out
+    # The stage left alone still passes: each failure is the edited stage's own.
+    assert "4 failed, 1 passed" in out, out[-2000:]
+    assert "FAILED tests/test_dvc_truth.py::test_stage_lists_exactly_the_code_it_runs[evaluate]" not in out
 
 
 @pytest.mark.slow
