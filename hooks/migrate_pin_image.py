@@ -23,9 +23,9 @@ from types import ModuleType
 import yaml
 
 PARAMS = Path("params.yaml")
-# The generated package's lineage.py, as this template ships it: the one definition of the
-# lineage annotations and of a commit id. It imports only the standard library and yaml.
-LINEAGE_SOURCE = Path(__file__).resolve().parents[1] / "template" / "src" / "{{package_name}}" / "lineage.py"
+# The runtime's lineage.py, as this template release ships it: the one definition of the lineage
+# annotations and of a commit id. It imports only the standard library and yaml.
+LINEAGE_SOURCE = Path(__file__).resolve().parents[1] / "runtime" / "src" / "mlops_runtime" / "lineage.py"
 
 
 def _load_lineage() -> ModuleType:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "template" / "deploy" / "schemas"
-MODULE = ROOT / "template" / "src" / "{{package_name}}" / "release" / "schemas.py"
+MODULE = ROOT / "runtime" / "src" / "mlops_runtime" / "release" / "schemas.py"
 # A copier condition in a path part, e.g. "{% if enable_monitoring %}monitoring.coreos.com{% endif %}".
 CONDITION = re.compile(r"\{%.*?%\}")
 
