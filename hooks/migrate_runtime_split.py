@@ -117,7 +117,8 @@ def keep_edited(project: Path, template: Path, commit: str, package: str, report
 def rewrite_imports(project: Path, package: str, modules: set[str], report: Report) -> None:
     names = "|".join(sorted(map(re.escape, modules)))
     absolute = re.compile(rf"\b{re.escape(package)}\.({names})\b")
-    together = re.compile(rf"^(\s*)from {re.escape(package)} import ((?:{names})(?:\s*,\s*(?:{names}))*)\s*$", re.M)
+    listed = rf"(?:{names})(?: as \w+)?(?:\s*,\s*(?:{names})(?: as \w+)?)*"
+    together = re.compile(rf"^(\s*)from {re.escape(package)} import ({listed})\s*$", re.M)
     for top in SCANNED:
         for path in sorted((project / top).rglob("*.py")) if (project / top).is_dir() else []:
             relative = path.relative_to(project)
@@ -128,7 +129,7 @@ def rewrite_imports(project: Path, package: str, modules: set[str], report: Repo
                 depth = len(parts) - 2  # dots that name the package root from this module
                 new = re.sub(rf"^(\s*)from \.{{{depth}}}({names})\b", rf"\1from {RUNTIME}.\2", new, flags=re.M)
                 new = re.sub(
-                    rf"^(\s*)from \.{{{depth}}} import ((?:{names})(?:\s*,\s*(?:{names}))*)\s*$",
+                    rf"^(\s*)from \.{{{depth}}} import ({listed})\s*$",
                     rf"\1from {RUNTIME} import \2", new, flags=re.M,
                 )  # fmt: skip
             if new != text:

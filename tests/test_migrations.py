@@ -359,12 +359,13 @@ def test_layout_split_edits_without_one_place_are_refused(edit: Any, why: str) -
 
 
 def statically_unresolved(project: Path, package: str, path: str) -> list[str]:
-    """Imports of the package in `path` naming a module or a name that the project does not have."""
-    src = project / "src"
+    """Imports of the package (or of the runtime) in `path` naming a module or a name that neither has."""
+    roots = [project / "src", REPO_ROOT / "runtime" / "src"]
 
     def module_file(dotted: str) -> Path | None:
-        base = src / dotted.replace(".", "/")
-        return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+        bases = [root / dotted.replace(".", "/") for root in roots]
+        candidates = [p for base in bases for p in (base.with_suffix(".py"), base / "__init__.py")]
+        return next((p for p in candidates if p.is_file()), None)
 
     def has(dotted: str, name: str) -> bool:
         file = module_file(dotted)
@@ -393,21 +394,22 @@ def statically_unresolved(project: Path, package: str, path: str) -> list[str]:
             if node.level:
                 base = here.split(".")[: len(here.split(".")) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
-            if module and module.split(".")[0] == package:
+            if module and module.split(".")[0] in (package, RUNTIME):
                 problems += [f"{node.lineno}: {module}.{a.name}" for a in node.names if not has(module, a.name)]
         elif isinstance(node, ast.Import):
             problems += [
                 f"{node.lineno}: {a.name}"
                 for a in node.names
-                if a.name.split(".")[0] == package and module_file(a.name) is None
+                if a.name.split(".")[0] in (package, RUNTIME) and module_file(a.name) is None
             ]
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
             dotted = ast.unparse(node.value)
-            if dotted.split(".")[0] == package and module_file(dotted) and not has(dotted, node.attr):
+            if dotted.split(".")[0] in (package, RUNTIME) and module_file(dotted) and not has(dotted, node.attr):
                 problems.append(f"{node.lineno}: {dotted}.{node.attr}")
     return problems
 
 
+RUNTIME = "mlops_runtime"
 OWN_MODULE = '''"""Statistics this project adds on its own."""
 
 from . import featurize
@@ -457,15 +459,16 @@ def test_project_imports_of_moved_modules_are_rewritten(
     printed = capfd.readouterr().out
     assert conflicts(project) == {}
     own = (project / f"src/{package}/own_stats.py").read_text()
+    # Moved into stages/ by the update to 0.3.0; the registry is the runtime's from 0.4.0.
     assert own == (
         OWN_MODULE.replace("from . import featurize\n", "from .stages import featurize\n")
         .replace("from .featurize import", "from .stages.featurize import")
-        .replace("from .tracking import", "from .registry import")
+        .replace("from .tracking import", f"from {RUNTIME}.registry import")
     )
     test = (project / "tests/test_own.py").read_text()
     assert f"import {package}.stages.train\n" in test and f"{package}.stages.train.make_estimator" in test
     assert f"from {package} import evaluate, tracking" not in test
-    assert f'"{package}.registry.configure"' in test
+    assert f'"{RUNTIME}.registry.configure"' in test
     for path in (f"src/{package}/own_stats.py", "tests/test_own.py"):
         assert statically_unresolved(project, package, path) == []
         assert f"{path}:" in printed  # each rewrite is listed
