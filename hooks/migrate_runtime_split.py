@@ -41,6 +41,8 @@ HOOKS = {
     "release": "a promotion hook (hooks.promotion in params.yaml: a gate of the project's own)",
     "monitoring": "a monitoring hook (hooks.monitoring in params.yaml: a check of the project's own)",
 }
+# Modules of releases before 0.3.0, split since into those parts.
+HOOKS |= {"serve": HOOKS["serving"], "promote": HOOKS["release"], "monitor": HOOKS["monitoring"]}
 OTHER = "no hook: propose the change to the runtime, or keep the code in a module of the project's own"
 
 

@@ -502,9 +502,10 @@ def old_layout_project(template_clone: TemplateClone, tmp_path: Path) -> tuple[P
 def test_edited_split_module_is_merged_where_its_definitions_went(
     old_layout_project: tuple[Path, str], template_clone: TemplateClone, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """serve.py was split: an edited function and one the project added land in the new module of that function."""
+    """serve.py was split, and its parts are the runtime's now: the project's edit is kept as serve.py.orig, pointed
+    at the serving hook, and the project's import of it follows the function into the runtime."""
     project, package = old_layout_project
-    serving = template_clone.path / f"{OLD_PACKAGE}/serving"
+    serving = template_clone.path / "runtime/src" / RUNTIME / "serving"
     new_modules = {path.name: path.read_text() for path in serving.glob("*.py")}
     serve = project / f"src/{package}/serve.py"
     name, text, home = stable_definition(serve.read_text(), new_modules)
@@ -522,18 +523,13 @@ def test_edited_split_module_is_merged_where_its_definitions_went(
 
     printed = capfd.readouterr().out
     assert conflicts(project) == {}
-    assert not serve.exists() and not list(project.rglob("*.orig"))
-    merged = (project / f"src/{package}/serving/{home}").read_text()
-    assert edited in merged and added.strip() in merged
-    for other in set(new_modules) - {home}:
-        assert "Project note" not in (project / f"src/{package}/serving/{other}").read_text()
-    assert f"src/{package}/serving/{home} <- src/{package}/serve.py" in printed
+    kept = project / f"src/{package}/serve.py.orig"
+    assert not serve.exists() and kept.is_file()
+    assert edited in kept.read_text() and added.strip() in kept.read_text()
+    assert f"src/{package}/serve.py.orig: the project's edit of serve.py" in printed and "a serving hook" in printed
     module = home.removesuffix(".py")
     own = (project / "tests/test_own_serving.py").read_text()
-    assert (
-        own
-        == f"import {package}.serving.{module}\n\n\ndef test_names():\n    assert {package}.serving.{module}.{name}\n"
-    )
+    assert own == f"import {RUNTIME}.serving.{module}\n\n\ndef test_names():\n    assert {RUNTIME}.serving.{module}.{name}\n"
     assert statically_unresolved(project, package, "tests/test_own_serving.py") == []
 
     before = project_contents(project)

@@ -83,9 +83,9 @@ def test_rejected_hunks_fail_lint(updated: Path, tmp_path: Path) -> None:
 
 
 def test_unmerged_module_fails_lint(updated: Path, tmp_path: Path) -> None:
-    """A module the update left as .py.orig (edits of a split module it could not place) fails `make lint`."""
+    """A module the update left as .py.orig (the project's edit of a module now in the runtime) fails `make lint`."""
     package = yaml.safe_load((updated / ".copier-answers.yml").read_text())["package_name"]
-    orig = f"src/{package}/serving/serve.py.orig"
+    orig = f"src/{package}/serve.py.orig"
     (updated / orig).write_text('"""The project\'s serve.py before the update."""\n')
     done = make_lint(updated, tmp_path)
     assert done.returncode != 0
