@@ -794,6 +794,12 @@ def migrate(project: Path, template: Path) -> Report:
             new_render = render(template, new_commit, new_answers, Path(tmp) / "new")
         except CannotMigrate:  # a template without that commit: the checkout copier rendered from
             new_render = render(template, "HEAD", new_answers, Path(tmp) / "new")
+        # From 0.4.0 the platform is the runtime package, not the project's: this step only carries the project's
+        # imports through the layout of 0.3.0, and the runtime migration keeps the project's edits of the modules.
+        target_render = new_render
+        thin = not (new_render / "src" / package / "cli.py").is_file()
+        if thin:
+            new_render = render(template, layout_release(template), new_answers, Path(tmp) / "layout")
 
         released = {old for old in in_head if (old_render / paths[old]).is_file()}
         # Moved by this update: in the release the project came from, and gone from the project now.
@@ -817,15 +823,32 @@ def migrate(project: Path, template: Path) -> Report:
             ours, base = in_head[old].decode("utf-8"), (old_render / paths[old]).read_text(encoding="utf-8")
             if ours == base:
                 continue  # not edited: copier put the new module in place
-            if old in SPLIT:
+            if thin and (old in SPLIT or not (target_render / new_path(package, old)).is_file()):
+                continue  # the runtime's module now: the runtime migration keeps the project's version
+            if thin:
+                merge_moved(project, old, ours, base, layout, target_render, labels, report)
+            elif old in SPLIT:
                 merge_split(project, old, ours, base, layout, pristine, pristine_files, labels, report)
             else:
                 merge_moved(project, old, ours, base, layout, new_render, labels, report)
 
         # Where names are now, merged edits included; a module still in conflict counts as released.
-        layout.defined = defined_in(package_modules(project, package), fallback=pristine)
+        if not thin:
+            layout.defined = defined_in(package_modules(project, package), fallback=pristine)
         rewrite_project(project, layout, new_render, report)
     return report
+
+
+def layout_release(template: Path) -> str:
+    """The template's commit of release 0.3.0: its tag, else the commit that added its CHANGELOG heading."""
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"v{VERSION}^{{commit}}", cwd=template).decode().strip()
+    except subprocess.CalledProcessError:
+        pass
+    found = git("log", "--format=%H", "--reverse", "-S", f"## [{VERSION}]", "--", "CHANGELOG.md", cwd=template).split()
+    if not found:
+        raise CannotMigrate(f"the template repository {template} has no release {VERSION} to read the layout from")
+    return found[0].decode()
 
 
 def defined_in(modules: dict[str, str], fallback: dict[str, str] | None = None) -> dict[str, list[str]]:

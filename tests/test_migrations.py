@@ -540,7 +540,8 @@ def test_edited_split_module_is_merged_where_its_definitions_went(
 def test_split_module_edit_without_one_place_is_left_beside_the_new_modules(
     old_layout_project: tuple[Path, str], template_clone: TemplateClone, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """An edit of monitor.py that fits no single new module leaves the project's file as .py.orig, and says so."""
+    """An edit of monitor.py, whose parts are the runtime's now, leaves the project's file as .py.orig pointed at
+    the monitoring hook, and says so; the project holds no monitoring code of the template any more."""
     project, package = old_layout_project
     monitor = project / f"src/{package}/monitor.py"
     lines = monitor.read_text().splitlines(keepends=True)
@@ -552,13 +553,11 @@ def test_split_module_edit_without_one_place_is_left_beside_the_new_modules(
     update(project)
 
     printed = capfd.readouterr().out
-    orig = project / f"src/{package}/monitoring/monitor.py.orig"
+    orig = project / f"src/{package}/monitor.py.orig"
     assert orig.read_text() == edited
-    assert f"src/{package}/monitoring/monitor.py.orig: your src/{package}/monitor.py" in printed
-    assert "module-level code" in printed
-    fresh = template_clone.path / f"{OLD_PACKAGE}/monitoring"
-    for path in fresh.glob("*.py"):
-        assert (project / f"src/{package}/monitoring/{path.name}").read_text() == path.read_text()
+    assert f"src/{package}/monitor.py.orig: the project's edit of monitor.py" in printed
+    assert "a monitoring hook" in printed
+    assert not (project / f"src/{package}/monitoring").exists() and not monitor.exists()
 
     before = project_contents(project)
     assert run_layout_migration(project, template_clone) == ""
