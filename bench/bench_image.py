@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,16 +28,17 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.conftest import generate as generate_project  # noqa: E402
+from tests.conftest import runtime_over_http  # noqa: E402
 from tests.docker_engine import Engine, docker_engine, dockerfile_defaults, python_base, uv_image  # noqa: E402
 
 
 def generate(dst: Path) -> Path:
-    cmd = [sys.executable, "-m", "copier", "copy", "--quiet", "--trust", "--defaults", "--vcs-ref", "HEAD"]
-    cmd += ["--data", f"dvc_remote_url={dst}-remote", str(REPO_ROOT), str(dst)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0 or not (dst / "uv.lock").exists():
-        sys.exit(f"generating the project failed (or wrote no uv.lock):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return dst
+    """The default project of the working tree, as the template's tests make it (its runtime from a tagged clone)."""
+    project = generate_project(dst, tasks=True)
+    if not (project / "uv.lock").exists():
+        sys.exit("generating the project wrote no uv.lock")
+    return project
 
 
 def build(engine: Engine, root: Path, tag: str, build_args: dict[str, str], *options: str) -> tuple[float, str]:
@@ -69,6 +69,8 @@ def main() -> None:
             build_args = {
                 "PYTHON_IMAGE": python_base(engine, defaults["PYTHON_IMAGE"], "3.11", work),
                 "UV_IMAGE": uv_image(engine, defaults["UV_IMAGE"], work),
+                # The runtime from the working tree's clone, as from the template's repository.
+                **runtime_over_http(),
             }
             cold, _ = build(engine, root, "bench-image:cold", build_args, "--no-cache")
             package = next(p.name for p in (root / "src").iterdir() if p.is_dir())

@@ -107,9 +107,9 @@ def send_traffic(port: int, batches: int = 6, rows: int = 100) -> dict:
     drift the report is meant to show, made of real rows shifted the way a price change would.
     """
     import pandas as pd
+    from customer_churn.stages.train import split_xy
     from mlops_runtime.config import load_params
     from mlops_runtime.serving.protocol import encode_request
-    from customer_churn.stages.train import split_xy
 
     params = load_params()
     features, _ = split_xy(pd.read_parquet(params.paths.test), params)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,26 @@ def working_tree_clone() -> TemplateClone:
     clone = make_template_clone(folder / "template")
     map_git_url(RUNTIME_SOURCE, str(clone.path))
     return clone
+
+
+@functools.cache
+def runtime_over_http() -> dict[str, str]:
+    """Build arguments that let `docker build --network host` fetch the runtime from the working tree's clone,
+    served over git's dumb HTTP protocol on localhost for the rest of the test process."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    repository = working_tree_clone().path / ".git"
+    subprocess.run(["git", "update-server-info"], cwd=repository, check=True)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(repository)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{url}.insteadOf", "GIT_CONFIG_VALUE_0": RUNTIME_SOURCE}
 
 
 def generate(dst: Path, remote: Path | None = None, *, tasks: bool = False, **answers: Any) -> Path:

@@ -6,7 +6,7 @@ and data folder, without a bridge or firewall rules, so it touches nothing else 
 use the host's network. An engine that already answers (DOCKER_HOST, or the default socket) is used as it is.
 
 Stand-ins, built only when `docker pull` of the default fails:
-- the Python base: Debian 12 (bookworm) with python3, bootstrapped by `mmdebstrap`. Its Python is 3.11, so
+- the Python base: Debian 12 (bookworm) with python3 and git, bootstrapped by `mmdebstrap`. Its Python is 3.11, so
   only `python_version: "3.11"` (the default answer) can be built from it; other versions need their
   default image to be pullable. It carries the host's CA bundle (SSL_CERT_FILE), which builds need to
   reach the package index from machines behind a TLS-inspecting proxy; the project's Dockerfile never does.
@@ -144,7 +144,7 @@ def python_base(engine: Engine, default: str, python_version: str, work: Path) -
     rootfs = work / "python-base.tar"
     subprocess.run(
         [
-            "mmdebstrap", "--quiet", "--variant=minbase", "--include=python3,ca-certificates", DEBIAN_SUITE,
+            "mmdebstrap", "--quiet", "--variant=minbase", "--include=python3,ca-certificates,git", DEBIAN_SUITE,
             str(rootfs),
             # The host's bundle: the proxies some machines reach PyPI through sign with a CA only it has.
             f"--customize-hook=upload {HOST_CA_BUNDLE} /etc/ssl/certs/ca-certificates.crt",

@@ -33,7 +33,9 @@ def test_api_reference_lists_modules_that_exist() -> None:
     missing = [
         name
         for name in modules
-        if not ((PROJECT_SOURCE if name.startswith("stages.") else RUNTIME_SOURCE) / f"{name.replace('.', '/')}.py").is_file()
+        if not (
+            (PROJECT_SOURCE if name.startswith("stages.") else RUNTIME_SOURCE) / f"{name.replace('.', '/')}.py"
+        ).is_file()
     ]
     assert missing == []
 

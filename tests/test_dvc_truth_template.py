@@ -92,9 +92,9 @@ def test_undeclared_and_unused_code_are_named(rendered: Path, tmp_path: Path) ->
         f"stage ingest lists src/{package}/stages/train.py, which its code never imports: "
         f"remove `- src/{package}/stages/train.py` from stages.ingest.deps"
     ) in out, out[-4000:]
-    assert (
-        f"stage featurize runs src/{package}/stages/train.py (stages/featurize.py -> stages/train.py)" in out
-    ), out[-4000:]
+    assert f"stage featurize runs src/{package}/stages/train.py (stages/featurize.py -> stages/train.py)" in out, out[
+        -4000:
+    ]
     assert "stage validate runs the runtime and libraries uv.lock pins, but dvc.yaml does not list it" in out
     # The stage left alone still passes: each failure is the edited stage's own.
     assert "4 failed, 1 passed" in out, out[-2000:]

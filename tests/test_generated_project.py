@@ -66,6 +66,24 @@ def test_make_all_then_make_test(answers: dict[str, Any], tmp_path: Path) -> Non
     # Nothing left to do: the pipeline is reproducible from what it recorded.
     assert "Data and pipelines are up to date" in run(["make", "pipeline"], cwd=root, env=env)
     run(["make", "test"], cwd=root, env=env)
+    if not answers:
+        # The runtime's own tests run once, here, against the default project and its environment.
+        runtime = REPO_ROOT / "runtime"
+        pytest_runtime = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(runtime / "pyproject.toml")]
+        pytest_runtime += [
+            "--rootdir",
+            str(runtime),
+            "--basetemp",
+            str(tmp_path / "runtime-tests"),
+            str(runtime / "tests"),
+        ]
+        out = run(
+            [str(root / ".venv/bin/python"), *pytest_runtime],
+            cwd=root,
+            env={**env, "RUNTIME_TEST_PROJECT": str(root)},
+            timeout=1800,
+        )
+        assert " passed" in out and "failed" not in out, out[-2000:]
     run(["make", "lint"], cwd=root, env=env)
     # The schemas the project carries: no K8S_SCHEMAS_DIR, no network.
     run(["make", "validate"], cwd=root, env=env)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import generate, run
+from .conftest import generate, run, runtime_over_http
 from .docker_engine import Engine, docker_engine, dockerfile_defaults, python_base, uv_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image")]
@@ -74,13 +74,17 @@ def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Built:
         "PYTHON_IMAGE": python_base(engine, defaults["PYTHON_IMAGE"], str(answers["python_version"]), base),
         "UV_IMAGE": uv_image(engine, defaults["UV_IMAGE"], base),
     }
+    # The runtime comes from the working tree's clone, as it would from the template's repository.
+    git_args = runtime_over_http()
     image = f"{answers['project_slug']}:test"
+    options = " ".join(["--network host", *(f"--build-arg {name}={value}" for name, value in git_args.items())])
     run(
         ["make", "image"],
         cwd=root,
-        env={**env, **engine.env, **build_args, "IMAGE": image, "DOCKER_BUILD_OPTIONS": "--network host"},
+        env={**env, **engine.env, **build_args, "IMAGE": image, "DOCKER_BUILD_OPTIONS": options},
         timeout=1800,
     )
+    build_args |= git_args
     return Built(root, image, answers["package_name"], engine, build_args)
 
 

@@ -529,7 +529,10 @@ def test_edited_split_module_is_merged_where_its_definitions_went(
     assert f"src/{package}/serve.py.orig: the project's edit of serve.py" in printed and "a serving hook" in printed
     module = home.removesuffix(".py")
     own = (project / "tests/test_own_serving.py").read_text()
-    assert own == f"import {RUNTIME}.serving.{module}\n\n\ndef test_names():\n    assert {RUNTIME}.serving.{module}.{name}\n"
+    assert (
+        own
+        == f"import {RUNTIME}.serving.{module}\n\n\ndef test_names():\n    assert {RUNTIME}.serving.{module}.{name}\n"
+    )
     assert statically_unresolved(project, package, "tests/test_own_serving.py") == []
 
     before = project_contents(project)

@@ -166,6 +166,9 @@ def test_lineage_names_are_written_in_lineage_py_only(project: tuple[Path, dict[
 def test_name_slug_is_one_function(project: tuple[Path, dict[str, Any]]) -> None:
     """Argo task and artifact names come from one slug function (the runtime's argo/dag.py)."""
     root, answers = project
-    sources = {**{p: root for p in root.glob("src/**/*.py")}, **{p: RUNTIME_PACKAGE for p in RUNTIME_PACKAGE.rglob("*.py")}}
+    sources = {
+        **{p: root for p in root.glob("src/**/*.py")},
+        **{p: RUNTIME_PACKAGE for p in RUNTIME_PACKAGE.rglob("*.py")},
+    }
     holders = {str(path.relative_to(base)) for path, base in sources.items() if "[^a-z0-9]+" in path.read_text()}
     assert holders == {"argo/dag.py"}
