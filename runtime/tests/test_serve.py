@@ -40,15 +40,8 @@ from mlops_runtime.monitoring.current import read_current
 from mlops_runtime.monitoring.input_log import InputLog, logged_files, schema_for
 from mlops_runtime.monitoring.reference import load_profile, load_reference
 from mlops_runtime.sample_data import write_sample
-from mlops_runtime.serving.fast_path import (
-    PROBABILITY_TOLERANCE,
-    FastDetector,
-    FastModel,
-    check_rows,
-    compile_detector,
-    compile_model,
-    frame_columns,
-)
+from mlops_runtime.serving.fast_path import FastDetector, FastModel, frame_columns
+from mlops_runtime.serving.fast_path_check import PROBABILITY_TOLERANCE, check_rows, compile_detector, compile_model
 from mlops_runtime.serving.model import ServedModel, resolve_model
 from mlops_runtime.serving.observer import Observer
 from mlops_runtime.serving.protocol import encode_request, input_columns

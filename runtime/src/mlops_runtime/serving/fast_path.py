@@ -12,7 +12,7 @@ Only what is recognised takes this path: the project's ColumnTransformer of
 SimpleImputer / StandardScaler / OneHotEncoder steps, then a tree ensemble
 Treelite imports or a logistic regression. Anything else, or any disagreement
 with the model's own predict_proba on the start-up check rows, keeps the
-server on mlflow.pyfunc and says why.
+server on mlflow.pyfunc and says why (fast_path_check.py).
 
 The outlier detector (an IsolationForest on the same preprocessing) takes the
 same path on the monitoring thread: scored in C, it no longer holds the
@@ -32,20 +32,6 @@ import pandas as pd
 from ..text import normalise_text
 
 log = logging.getLogger(__name__)
-
-# Probabilities may differ from scikit-learn's in the last bits (trees summed in another order).
-PROBABILITY_TOLERANCE = 1e-6
-CHECK_ROWS = 512
-UNSEEN = "(a category never seen in training)"
-# Ways clients send a known category: case, surrounding white space, NULs, nothing but spaces.
-RAW_TEXT: list[Callable[[str], str]] = [
-    str.upper,
-    str.title,
-    lambda text: f"  {text}\t",
-    lambda text: f"{text}\x00",
-    lambda text: f"\x00{text.upper()}\x00",
-    lambda text: " ",
-]
 
 Columns = Mapping[str, np.ndarray]
 
@@ -316,49 +302,6 @@ class FastDetector(_Features):
         return ((score - self.offset) < 0) | self.detector.out_of_range(columns, rows)
 
 
-def compile_detector(detector: Any, frame: pd.DataFrame, numeric: set[str]) -> tuple[Any, str]:
-    """The detector with the fast path when it flags the check rows as the detector does; else the detector."""
-    try:
-        fast = FastDetector(detector, numeric)
-        expected, got = detector.flags(frame), fast.flags(frame)
-    except NoFastPath as exc:
-        return detector, f"outliers scored by scikit-learn (the fast path does not replay {exc})"
-    except Exception as exc:  # anything unexpected keeps the detector as it is
-        log.exception("checking the detector's fast path failed")
-        return detector, f"outliers scored by scikit-learn (checking the fast path failed: {exc})"
-    if not np.array_equal(expected, got):
-        differ = int(np.sum(expected != got))
-        return detector, f"outliers scored by scikit-learn (the fast path flags {differ} check rows differently)"
-    return fast, f"outliers scored by the fast path, equal on {len(frame)} check rows"
-
-
-def check_rows(profile: dict[str, Any] | None, example: pd.DataFrame | None, rows: int = CHECK_ROWS) -> pd.DataFrame:
-    """Rows to compare both paths on: the logged input example, and rows drawn from the training profile with
-    values at every quantile, each known category, an unseen one and gaps."""
-    frames = [] if example is None else [example]
-    if profile:
-        rng = np.random.default_rng(0)
-        drawn: dict[str, Any] = {}
-        for name, spec in profile["features"].items():
-            if spec["kind"] == "numeric":
-                values = rng.choice(np.asarray(spec["quantiles"], dtype=float), size=rows)
-                values[rng.random(rows) < 0.05] = np.nan
-                drawn[name] = values
-            else:
-                known = [c for c in spec["frequencies"] if not c.startswith("(")]
-                values = rng.choice(np.asarray([*known, UNSEEN], dtype=object), size=rows)
-                # Text as clients send it: the model's normalisation must give what training saw.
-                raw = rng.random(rows) < 0.3
-                ways = rng.integers(len(RAW_TEXT), size=int(raw.sum()))
-                values[raw] = [RAW_TEXT[k](v) for k, v in zip(ways, values[raw], strict=True)]
-                values[rng.random(rows) < 0.05] = None
-                drawn[name] = values
-        frames.append(pd.DataFrame(drawn))
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
-
-
 def frame_columns(frame: pd.DataFrame, names: list[str], numeric: set[str]) -> dict[str, np.ndarray]:
     """A DataFrame as the columns a parsed request carries (float64 with NaN, or objects with None)."""
     out = {}
@@ -369,42 +312,3 @@ def frame_columns(frame: pd.DataFrame, names: list[str], numeric: set[str]) -> d
         else:
             out[name] = np.array([None if pd.isna(v) else str(v) for v in column.tolist()], dtype=object)
     return out
-
-
-def disagreement(fast: FastModel, pipeline: Any, pyfunc: Any, frame: pd.DataFrame, numeric: set[str]) -> str | None:
-    """None when the fast path gives pyfunc's classes and the pipeline's probabilities on `frame`; else why not."""
-    columns = frame_columns(frame, list(frame.columns), numeric)
-    expected_proba = pipeline.predict_proba(frame)
-    got_proba = fast.predict_proba(columns)
-    gap = float(np.max(np.abs(expected_proba - got_proba))) if len(frame) else 0.0
-    if gap > PROBABILITY_TOLERANCE:
-        return f"probabilities differ by up to {gap:.2e} on {len(frame)} check rows"
-    expected = np.asarray(pyfunc.predict(frame)).reshape(-1)
-    got = fast.predict(columns)
-    if not np.array_equal(expected, got):
-        return f"classes differ on {int(np.sum(expected != got))} of {len(frame)} check rows"
-    return None
-
-
-def compile_model(pyfunc: Any, frame: pd.DataFrame, numeric: set[str]) -> tuple[FastModel | None, str]:
-    """The fast path for a loaded pyfunc model, or None; and one line saying which path serves and why.
-
-    `frame` holds the check rows (check_rows) both paths must agree on.
-    """
-    try:
-        pipeline = pyfunc.get_raw_model()
-    except Exception as exc:  # a pyfunc flavour without a raw model (custom python models)
-        return None, f"pyfunc (no scikit-learn model behind it: {exc})"
-    try:
-        fast = FastModel(pipeline)
-        if frame.empty:
-            return None, "pyfunc (no rows to check the fast path against: the model has no profile nor example)"
-        problem = disagreement(fast, pipeline, pyfunc, frame, numeric)
-    except NoFastPath as exc:
-        return None, f"pyfunc (the fast path does not replay {exc})"
-    except Exception as exc:  # anything unexpected in the check keeps the proven path
-        log.exception("checking the fast path failed")
-        return None, f"pyfunc (checking the fast path failed: {exc})"
-    if problem:
-        return None, f"pyfunc (the fast path disagrees: {problem})"
-    return fast, f"fast path (numpy preprocessing + {fast.estimator}), equal to pyfunc on {len(frame)} check rows"

@@ -12,18 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from starlette.requests import Request
 
 from ..config import Params, Serve
 from ..errors import ParamsError
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
-
-
 NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
-
-# Latency buckets around the figures measured for this server (milliseconds to a second).
 # Generous size of one JSON value in a request, for the body size limit.
 BYTES_PER_VALUE = 256
 
@@ -379,41 +374,3 @@ def binary_output(values: np.ndarray, datatype: str) -> bytes:
         encoded = [str(v).encode() for v in values.tolist()]
         return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
     return values.astype(BINARY_DTYPES[datatype], copy=False).tobytes()
-
-
-def byte_count(value: str) -> int | None:
-    """A header's count of bytes: ASCII digits only, else None. (str.isdigit takes "²" and other digits
-    that int() refuses.)"""
-    if not (value.isascii() and value.isdigit()):
-        return None
-    # More digits than any body has: a count beyond every limit, without int() on all of them.
-    return int(value) if len(value) <= 18 else 10**18
-
-
-def header_length(request: Request) -> int | None:
-    """The JSON header's length when the request uses the binary data extension, else None."""
-    value = request.headers.get(BINARY_HEADER)
-    if value is None:
-        return None
-    length = byte_count(value)
-    if length is None:
-        raise BadRequest(f"header {BINARY_HEADER} must be the JSON header's length in bytes (0-9), not {value!r}")
-    return length
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes, declared or chunked.
-
-    Reading stops there, so a body of any size costs at most `limit` bytes of memory.
-    """
-    declared = request.headers.get("content-length")
-    size = byte_count(declared) if declared is not None else None
-    if size is not None and size > limit:
-        raise BadRequest(f"the body of {declared} bytes is over the limit of {limit}: split the batch", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the body is over the limit of {limit} bytes: split the batch", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)

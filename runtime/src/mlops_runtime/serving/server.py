@@ -29,10 +29,12 @@ from .. import card
 from ..config import Params
 from ..errors import DataError, ParamsError
 from ..monitoring.input_log import InputLog, schema_for
-from ..monitoring.reference import OutlierDetector, load_profile, load_reference
+from ..monitoring.reference import OutlierDetector, load_reference
+from .body import header_length, read_body
 from .cpus import available_cpus
 from .drain import Drain
-from .fast_path import FastModel, check_rows, compile_detector, compile_model
+from .fast_path import FastModel
+from .fast_path_check import fast_paths
 from .hooks import SETTING as HOOK_SETTING
 from .hooks import ServingHook, load_serving_hook
 from .metrics import make_metrics
@@ -48,11 +50,9 @@ from .protocol import (
     InputColumn,
     TextLimits,
     binary_output,
-    header_length,
     input_columns,
     output_datatype,
     parse_request,
-    read_body,
 )
 from .starting import UntilServing, block
 
@@ -339,30 +339,6 @@ def served_card(local: Path, uri: str) -> dict[str, Any] | None:
         )
         return None
     return found
-
-
-def fast_paths(
-    params: Params, model: Any, local: Path, columns: list[InputColumn], detector: OutlierDetector | None
-) -> tuple[FastModel | None, Any, str]:
-    """The fast predict path and outlier detector where serve.fast_path allows them and they prove equal
-    to the model's own on the check rows; and what serves, in one line."""
-    if not params.serve.fast_path:
-        return None, detector, "pyfunc (serve.fast_path is off)"
-    try:
-        profile = load_profile(local)
-    except DataError:
-        profile = None
-    try:
-        example = model.input_example
-    except Exception:  # an example that does not load only leaves fewer check rows
-        example = None
-    rows = check_rows(profile, example)
-    numeric = {c.name for c in columns if c.numeric}
-    fast, path = compile_model(model, rows, numeric)
-    if detector is not None and fast is not None:
-        detector, scoring = compile_detector(detector, rows, numeric)
-        path = f"{path}; {scoring}"
-    return fast, detector, path
 
 
 # What a worker process reads to build the same app as the others (uvicorn starts workers afresh).
