@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_runtime.config import PARAMS_FILE, load_params
-from mlops_runtime.files import read_table
-from mlops_runtime.serving.model import resolve_model
-from serving import ours, running, v2_body
+from ..config import PARAMS_FILE, load_params
+from ..files import read_table
+from ..serving.model import resolve_model
+from .servers import ours, running, v2_body
 
 ANNOUNCED = re.compile(r"serve \(worker (\d+)\): predicting with")
 
