@@ -114,7 +114,11 @@ def test_update_step_lists_conflicts_and_stops_when_current(
     assert outputs == {"newer": "true", "version": template_clone.newest, "draft": "true"}
     assert f"from template release `v{OLDEST}` to `{template_clone.newest}`" in body
     assert "- `Makefile`" in body
-    assert run(["git", "diff", "--cached", "--name-only"], cwd=project).strip()  # staged for the pull request
+    staged = run(["git", "diff", "--cached", "--name-only"], cwd=project).split()  # staged for the pull request
+    # The runtime came with the update: the lock follows pyproject.toml in the same pull request.
+    assert "pyproject.toml" in staged and "uv.lock" in staged, staged
+    assert "uv.lock is not updated" not in body
+    assert "mlops-runtime" in (project / "uv.lock").read_text()
 
     commit(project, "Template update")
     outputs, _ = run_update_step(flow, project, tmp_path)
