@@ -167,7 +167,7 @@ def v2_body(built: Built, rows: int) -> tuple[dict[str, Any], list[int]]:
     """A V2 request of the first held-out rows, and the model's own predictions for them (in the project's venv)."""
     script = f"""
 import json, mlflow, pandas as pd
-from {built.package}.config import load_params
+from mlops_runtime.config import load_params
 params = load_params()
 frame = pd.read_parquet(params.paths.test)[params.data.features].dropna().head({rows})
 model = mlflow.pyfunc.load_model("models/model")
@@ -281,7 +281,7 @@ def test_worker_count_follows_the_cpu_limit_in_the_container(
         tmp_path.chmod(0o755)
         (tmp_path / "cpu.max").chmod(0o644)
         options.append(f"--volume={tmp_path}:/sys/fs/cgroup:ro")
-    script = f"from {built.package}.serving.cpus import available_cpus; print(available_cpus())"
+    script = "from mlops_runtime.serving.cpus import available_cpus; print(available_cpus())"
     done = built.engine.docker(
         "run", "--rm", "--read-only", "--user=10001", *options, built.image, "python", "-c", script
     )
@@ -458,7 +458,7 @@ def test_run_local_runs_every_training_task_in_the_image(built: Built, tmp_path:
     store = f"sqlite:///{workdir / 'mlflow/mlflow.db'}"
     script = f"""
 from mlflow import MlflowClient
-from {built.package}.config import load_params
+from mlops_runtime.config import load_params
 name = load_params().registry.model_name
 print(len(MlflowClient(tracking_uri={store!r}).search_model_versions(f"name='{{name}}'")))
 """

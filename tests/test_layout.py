@@ -1,4 +1,4 @@
-"""The shape of the split: the runtime in modules a reader can hold, the project thin with its ML code the largest part."""
+"""The shape of the split: runtime modules a reader can hold, a thin project whose ML code is its largest part."""
 
 from __future__ import annotations
 

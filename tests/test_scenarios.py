@@ -250,7 +250,7 @@ def append_customers(lifecycle: Lifecycle, path: Path, rows: int, seed: int, fir
     """Append `rows` labelled customers from the project's data generator; `where` keeps only matching rows."""
     script = (
         "import csv, random, sys\n"
-        f"from {lifecycle.package}.sample_data import COLUMNS, make_row\n"
+        "from mlops_runtime.sample_data import COLUMNS, make_row\n"
         "path, where = sys.argv[1], sys.argv[5]\n"
         "rows, seed, first = (int(value) for value in sys.argv[2:5])\n"
         "rng, kept, index = random.Random(seed), [], first\n"

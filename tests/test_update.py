@@ -284,3 +284,43 @@ def test_newest_tag_is_the_working_tree(template_clone: TemplateClone) -> None:
     """The clone's newest tag is the highest version, so a plain `copier update` goes to the working tree."""
     tags = run(["git", "tag", "--list"], cwd=template_clone.path).split()
     assert max(tags, key=lambda tag: Version(tag)) == template_clone.newest
+
+
+TEAM_NOTE = "# The retention team's change.\n"
+
+
+@pytest.mark.slow
+def test_a_team_project_from_0_3_0_keeps_its_edits_and_passes_its_tests(
+    template_clone: TemplateClone, remote: Path, tmp_path: Path
+) -> None:
+    """0.3.0 carried the platform in the project; the update to the runtime keeps a team's edits of params, a stage,
+    the server, an overlay and a workflow, and the project's tests pass on the runtime it now installs."""
+    project = copy_release(template_clone, template_clone.tag(Version("0.3.0")), tmp_path / "project", remote)
+    package = yaml.safe_load((project / ANSWERS).read_text())["package_name"]
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("  test_size: 0.2\n", "  test_size: 0.25\n"))
+    edited = {
+        f"src/{package}/stages/train.py": None,
+        "deploy/overlays/prod/kustomization.yaml": None,
+        ".github/workflows/ci.yml": None,
+    }
+    for path in edited:
+        (project / path).write_text((project / path).read_text() + TEAM_NOTE)
+    server = project / f"src/{package}/serving/server.py"
+    server.write_text(server.read_text() + TEAM_NOTE)
+    server_edit = server.read_text()
+    commit(project, "The team's edits")
+
+    update(project)
+
+    assert conflicts(project) == {}
+    assert yaml.safe_load(params.read_text())["featurize"]["test_size"] == 0.25
+    for path in edited:
+        assert (project / path).read_text().endswith(TEAM_NOTE), path
+    # The server is the runtime's now: the edit is kept beside where it was, pointed at the serving hook.
+    assert not server.exists()
+    assert (project / f"src/{package}/serving/server.py.orig").read_text() == server_edit
+    # The project installs the runtime of the release (from the template repository it was copied from) and its
+    # own tests pass on it.
+    out = run(["make", "test"], cwd=project, timeout=1800)
+    assert " passed" in out and "failed" not in out, out[-3000:]
