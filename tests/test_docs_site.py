@@ -186,7 +186,7 @@ def test_site_in_headless_chromium(site: Path, tmp_path: Path) -> None:
         assert page["status"] == 200 and heading in page["h1"], page
         assert {"Start a project", "The lifecycle", "Promote", "Monitor", "Reference"} <= set(page["tabs"]), page
         assert page["sidebar"], page
-    assert any("customer_churn.cli" in name for name in found["api"]["objects"]), found["api"]
+    assert any("mlops_runtime.cli" in name for name in found["api"]["objects"]), found["api"]
     assert any("run-local" in result for result in found["search"]["results"][:3]), found["search"]
     figures = found["drift"]["figures"]
     assert figures and all(f["complete"] and f["width"] > 100 and f["height"] > 100 for f in figures), figures
