@@ -13,6 +13,7 @@ PACKAGE = "mlops_runtime"
 SOURCE = Path(mlops_runtime.__file__).parent
 # Top to bottom: a module may import its own part and any part below it, never one above.
 LAYERS = [
+    ["bench"],
     ["cli"],
     ["serving"],
     ["argo"],
@@ -22,6 +23,8 @@ LAYERS = [
     ["lineage", "sample_data", "dvc_hooks", "card"],
     ["files", "extensions"],
     ["config"],
+    ["criteria_config"],
+    ["section"],
     ["project"],
     ["errors", "text"],
 ]
